@@ -1,0 +1,38 @@
+/* The package's R-facing DLL. It links no libtorch itself:
+ * 1. it opens libtorch_cpu with RTLD_DEEPBIND, so libtorch's own BLAS calls
+ *    bind to its bundled MKL instead of the reference BLAS R has already put
+ *    in the global scope (3-5x slower); SEDR_NO_DEEPBIND=1 skips this;
+ * 2. it opens the sibling SEDR_core.so (Rust + libtorch) and lets the extendr
+ *    module register its routines on this DLL. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <R.h>
+#include <Rinternals.h>
+#include <R_ext/Rdynload.h>
+
+void R_init_SEDR(DllInfo *dll) {
+  const char *skip = getenv("SEDR_NO_DEEPBIND");
+  if (!(skip && strcmp(skip, "1") == 0)) {
+    if (!dlopen(TORCH_CPU_LIB, RTLD_NOW | RTLD_GLOBAL | RTLD_DEEPBIND))
+      REprintf("SEDR: could not preload libtorch (%s); training may be slower\n", dlerror());
+  }
+  Dl_info info;
+  if (!dladdr((void *) &R_init_SEDR, &info) || !info.dli_fname)
+    Rf_error("SEDR: cannot locate its own shared object");
+  char path[PATH_MAX];
+  strncpy(path, info.dli_fname, sizeof(path) - 1);
+  path[sizeof(path) - 1] = '\0';
+  char *slash = strrchr(path, '/');
+  size_t dir_len = slash ? (size_t) (slash - path + 1) : 0;
+  const char *core = "SEDR_core.so";
+  if (dir_len + strlen(core) + 1 > sizeof(path)) Rf_error("SEDR: library path too long");
+  strcpy(path + dir_len, core);
+  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!h) Rf_error("SEDR: cannot load %s: %s", path, dlerror());
+  void (*init)(DllInfo *) = (void (*)(DllInfo *)) dlsym(h, "R_init_sedr_extendr");
+  if (!init) Rf_error("SEDR: %s has no extendr module", path);
+  init(dll);
+}

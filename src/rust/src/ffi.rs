@@ -1,0 +1,264 @@
+//! The extendr glue: the only module that knows about R. Every entry point
+//! returns `list(ok, err, kind)` (never an R error raised from Rust) and runs
+//! inside `catch_unwind`, so neither a Rust panic nor a libtorch exception
+//! crosses into R; R's `unwrap_rust()` turns `err` into a classed condition.
+//! R has already checked and coerced the arguments; Rust checks again.
+
+use crate::device::{cuda_available, device_name, parse_device};
+use crate::error::{Result, SedrError};
+use crate::graph::{build_graph, Coords, Neighbours, SpatialGraph};
+use crate::params::{Mode, Params};
+use crate::train::{Phase, Trainer};
+use extendr_api::prelude::*;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+fn null() -> Robj {
+    ().into()
+}
+
+fn result_list(r: Result<Robj>) -> Robj {
+    match r {
+        Ok(v) => list!(ok = v, err = null(), kind = null()).into(),
+        Err(e) => {
+            let arg: Robj = match &e {
+                SedrError::Input { arg, .. } => arg.as_str().into(),
+                SedrError::Device(_) => "device".into(),
+                _ => null(),
+            };
+            list!(ok = null(), err = e.to_string(), kind = e.kind(), arg = arg).into()
+        }
+    }
+}
+
+/// The first line of libtorch's message, without tch's unwrap wrapper and
+/// the C++ stack trace that follows it.
+fn tidy_panic_message(msg: &str) -> String {
+    let msg = msg.split("\\nException raised").next().unwrap_or(msg);
+    let msg = msg.split("\nException raised").next().unwrap_or(msg);
+    let msg = msg.trim_start_matches("called `Result::unwrap()` on an `Err` value: ");
+    msg.trim_start_matches("Torch(\"").trim_end_matches("\")").to_string()
+}
+
+/// Runs `f`, turning a panic (e.g. a libtorch exception surfacing through
+/// tch's unwrapping wrappers) into an error value. The default panic hook
+/// would print a backtrace into the R console; it is silenced unless
+/// SEDR_BACKTRACE is set.
+fn guarded(f: impl FnOnce() -> Result<Robj>) -> Robj {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        if std::env::var_os("SEDR_BACKTRACE").is_none() {
+            std::panic::set_hook(Box::new(|_| {}));
+        }
+    });
+    let r = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let raw = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        let msg = tidy_panic_message(&raw);
+        if raw.contains("Torch(") || raw.contains("TchError") || raw.contains("CUDA") {
+            Err(SedrError::Torch(msg))
+        } else {
+            Err(SedrError::Internal(msg))
+        }
+    });
+    result_list(r)
+}
+
+fn to_usize(v: &[i32], what: &str) -> Result<Vec<usize>> {
+    v.iter()
+        .map(|&x| usize::try_from(x).map_err(|_| SedrError::input(what, "contains a negative or NA index")))
+        .collect()
+}
+
+/// Coordinates arrive column-major (R's n × d matrix); the graph wants rows.
+fn row_major(col: &[f64], n: usize, d: usize) -> Vec<f64> {
+    let mut out = vec![0.0; n * d];
+    for j in 0..d {
+        for i in 0..n {
+            out[i * d + j] = col[j * n + i];
+        }
+    }
+    out
+}
+
+/// @noRd
+#[extendr]
+fn sedr_build_graph(coords: &[f64], n: i32, dim: i32, k: i32, radius: f64, groups: Robj) -> Robj {
+    guarded(|| {
+        let (n, dim) = (n.max(0) as usize, dim.max(0) as usize);
+        if coords.len() != n * dim {
+            return Err(SedrError::input("coords", "length does not match its dimensions"));
+        }
+        let data = row_major(coords, n, dim);
+        let how = if radius > 0.0 { Neighbours::Radius(radius) } else { Neighbours::Knn(k.max(0) as usize) };
+        let g: Option<Vec<i32>> = if groups.is_null() { None } else { groups.as_integer_slice().map(|s| s.to_vec()) };
+        let graph = build_graph(&Coords { data: &data, dim }, g.as_deref(), how)?;
+        let (indptr, indices, _) = graph.adj.into_raw_storage();
+        let p: Vec<i32> = indptr.iter().map(|&v| v as i32).collect();
+        let i: Vec<i32> = indices.iter().map(|&v| v as i32).collect();
+        Ok(list!(i = i, p = p).into())
+    })
+}
+
+/// @noRd
+#[extendr]
+fn sedr_pca(x: &[f64], n: i32, g: i32, k: i32, seed: i32, threads: i32, device: &str) -> Robj {
+    guarded(|| {
+        let dev = parse_device(device)?;
+        let p = crate::pca::pca(x, n.max(0) as usize, g.max(0) as usize, k.max(0) as usize, seed as u32 as u64, threads.max(1) as usize, dev)?;
+        Ok(list!(scores = p.scores, sdev = p.sdev, loadings = p.loadings).into())
+    })
+}
+
+fn params_from_list(mode: &str, opts: List) -> Result<Params> {
+    let mut p = Params::for_mode(Mode::parse(mode)?);
+    for (name, v) in opts.iter() {
+        let num = || -> Result<f64> {
+            v.as_real()
+                .or_else(|| v.as_integer().map(f64::from))
+                .filter(|x| !x.is_nan())
+                .ok_or_else(|| SedrError::input(name, "must be a single number"))
+        };
+        let count = || -> Result<usize> {
+            let x = num()?;
+            if x < 0.0 || x.fract() != 0.0 || x > 1e9 {
+                return Err(SedrError::input(name, format!("must be a whole number >= 0, not {x}")));
+            }
+            Ok(x as usize)
+        };
+        let flag = || v.as_bool().ok_or_else(|| SedrError::input(name, "must be TRUE or FALSE"));
+        match name {
+            "feat.hidden1" => p.feat_hidden1 = count()? as i64,
+            "feat.hidden2" => p.feat_hidden2 = count()? as i64,
+            "gcn.hidden1" => p.gcn_hidden1 = count()? as i64,
+            "gcn.hidden2" => p.gcn_hidden2 = count()? as i64,
+            "dropout" => p.dropout = num()?,
+            "mask.rate" => p.mask_rate = num()?,
+            "sce.alpha" => p.sce_alpha = num()?,
+            "dec" => p.dec = flag()?,
+            "dec.clusters" => p.dec_clusters = count()? as i64,
+            "dec.alpha" => p.dec_alpha = num()?,
+            "dec.interval" => p.dec_interval = count()?,
+            "rec.weight" => p.rec_w = num()?,
+            "gcn.weight" => p.gcn_w = num()?,
+            "self.weight" => p.self_w = num()?,
+            "dec.kl.weight" => p.dec_kl_w = num()?,
+            "epochs" => p.epochs = count()?,
+            "dec.epochs" => p.dec_epochs = count()?,
+            "lr" => p.lr = num()?,
+            "weight.decay" => p.weight_decay = num()?,
+            "neg.ratio" => p.neg_ratio = count()?,
+            "resample.negatives" => p.resample_negatives = flag()?,
+            "kmeans.restarts" => p.kmeans_restarts = count()?,
+            "kmeans.max.spots" => p.kmeans_max_spots = count()?,
+            "seed" => p.seed = num()? as i64 as u32 as u64,
+            "n.threads" => p.threads = count()?,
+            other => return Err(SedrError::input(other, "is not a SEDR option; see ?SEDROptions")),
+        }
+    }
+    Ok(p)
+}
+
+/// @noRd
+#[extendr]
+fn sedr_trainer_new(x: &[f64], n: i32, d: i32, adj_p: &[i32], adj_i: &[i32], mode: &str, opts: List, device: &str) -> Robj {
+    guarded(|| {
+        let params = params_from_list(mode, opts)?;
+        let dev = parse_device(device)?;
+        let n = n.max(0) as usize;
+        let graph = SpatialGraph::from_pattern(n, &to_usize(adj_p, "graph")?, &to_usize(adj_i, "graph")?)?;
+        let t = Trainer::new(x, n, d.max(0) as usize, &graph, params, dev)?;
+        Ok(ExternalPtr::new(t).into())
+    })
+}
+
+fn trainer(ptr: &Robj) -> Result<ExternalPtr<Trainer>> {
+    ExternalPtr::<Trainer>::try_from(ptr.clone()).map_err(|_| SedrError::Internal("not a SEDR trainer handle".into()))
+}
+
+/// @noRd
+#[extendr]
+fn sedr_trainer_step(ptr: Robj, n_epochs: i32) -> Robj {
+    guarded(|| {
+        let mut t = trainer(&ptr)?;
+        let losses = t.step(n_epochs.max(0) as usize)?;
+        let col = |f: fn(&crate::train::EpochLoss) -> f64| losses.iter().map(f).collect::<Vec<f64>>();
+        Ok(list!(
+            epoch = losses.iter().map(|e| e.epoch as i32).collect::<Vec<i32>>(),
+            phase = losses.iter().map(|e| if e.phase == Phase::Pretrain { "pretrain" } else { "dec" }).collect::<Vec<&str>>(),
+            total = col(|e| e.total),
+            mse = col(|e| e.mse),
+            graph = col(|e| e.graph),
+            sce = col(|e| e.sce),
+            dec_kl = col(|e| e.dec_kl),
+            done = t.is_done()
+        )
+        .into())
+    })
+}
+
+/// @noRd
+#[extendr]
+fn sedr_trainer_output(ptr: Robj, with_recon: bool) -> Robj {
+    guarded(|| {
+        let t = trainer(&ptr)?;
+        let o = t.output(with_recon)?;
+        let opt = |v: Option<Vec<f64>>| v.map(Robj::from).unwrap_or_else(null);
+        Ok(list!(
+            embedding = o.embedding,
+            n = o.n as i32,
+            latent = o.latent as i32,
+            q = opt(o.q),
+            k = o.k as i32,
+            recon = opt(o.recon),
+            d_in = o.d_in as i32,
+            device = device_name(t.device()),
+            n_parameters = t.n_parameters() as f64
+        )
+        .into())
+    })
+}
+
+/// @noRd
+#[extendr]
+fn sedr_torch_info() -> Robj {
+    guarded(|| {
+        let count = if cuda_available() { tch::Cuda::device_count() } else { 0 };
+        Ok(list!(
+            cuda_available = cuda_available(),
+            cuda_devices = count as i32,
+            threads = tch::get_num_threads(),
+            mkl = tch::utils::has_mkl(),
+            openmp = tch::utils::has_openmp()
+        )
+        .into())
+    })
+}
+
+/// Deliberate failures, so tests can check that R survives each kind.
+/// @noRd
+#[extendr]
+fn sedr_fail(what: &str) -> Robj {
+    guarded(|| match what {
+        "panic" => panic!("deliberate panic for testing"),
+        "torch" => {
+            // An impossible allocation: libtorch throws, tch panics, we catch.
+            let t = tch::Tensor::zeros([1 << 40, 1 << 30], (tch::Kind::Float, tch::Device::Cpu));
+            Ok(Robj::from(t.numel() as f64))
+        }
+        _ => Err(SedrError::input("what", "unknown failure kind")),
+    })
+}
+
+extendr_module! {
+    mod sedr;
+    fn sedr_build_graph;
+    fn sedr_pca;
+    fn sedr_trainer_new;
+    fn sedr_trainer_step;
+    fn sedr_trainer_output;
+    fn sedr_torch_info;
+    fn sedr_fail;
+}

@@ -1,0 +1,23 @@
+//! Rust core of the SEDR R package.
+//!
+//! * [`graph`]: spatial neighbour graphs (kiddo k-d tree, sprs CSR, rayon).
+//! * [`model`], [`loss`], [`negatives`], [`kmeans`], [`train`]: the SEDR model
+//!   and its trainer on libtorch (tch), CPU or CUDA.
+//! * [`pca`]: seeded randomized PCA on libtorch.
+//! * `ffi` (feature `r`): the extendr glue, the only code that knows about R.
+
+pub mod device;
+pub mod error;
+pub mod graph;
+pub mod kmeans;
+pub mod loss;
+pub mod model;
+pub mod negatives;
+pub mod params;
+pub mod pca;
+pub mod rng;
+pub mod synth;
+pub mod train;
+
+#[cfg(feature = "r")]
+mod ffi;

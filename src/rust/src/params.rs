@@ -1,0 +1,177 @@
+//! Every tunable number of the SEDR model and its schedule, with the
+//! reference's defaults (reference spec §3–§5), validated in one place.
+
+use crate::error::{Result, SedrError};
+
+/// What the decoder reconstructs and how the input is meant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Input: PCA of the scaled HVGs; decoder: one GCN layer.
+    Clustering,
+    /// Input: the scaled HVG matrix; decoder: Linear+BN+ELU+Dropout (no graph).
+    Imputation,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "clustering" => Ok(Mode::Clustering),
+            "imputation" => Ok(Mode::Imputation),
+            _ => Err(SedrError::input("mode", format!("must be \"clustering\" or \"imputation\", not \"{s}\""))),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Params {
+    pub mode: Mode,
+    pub feat_hidden1: i64,
+    pub feat_hidden2: i64,
+    pub gcn_hidden1: i64,
+    pub gcn_hidden2: i64,
+    pub dropout: f64,
+    pub mask_rate: f64,
+    /// Exponent of the scaled cosine error.
+    pub sce_alpha: f64,
+    pub dec: bool,
+    pub dec_clusters: i64,
+    pub dec_alpha: f64,
+    /// Epochs between refreshes of the DEC target distribution.
+    pub dec_interval: usize,
+    pub rec_w: f64,
+    pub gcn_w: f64,
+    pub self_w: f64,
+    pub dec_kl_w: f64,
+    /// Pre-training epochs (phase 1).
+    pub epochs: usize,
+    /// DEC epochs (phase 2), used when `dec` is true.
+    pub dec_epochs: usize,
+    pub lr: f64,
+    /// Coupled L2 weight decay (Adam, not AdamW), as the reference.
+    pub weight_decay: f64,
+    /// Negatives per positive edge (the reference: 1 for clustering, 0 for imputation).
+    pub neg_ratio: usize,
+    /// Draw new negatives every epoch (true) or once, like the reference (false).
+    pub resample_negatives: bool,
+    pub kmeans_restarts: usize,
+    /// k-means for the DEC centres is fitted on at most this many spots.
+    pub kmeans_max_spots: usize,
+    pub seed: u64,
+    pub threads: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            mode: Mode::Clustering,
+            feat_hidden1: 64,
+            feat_hidden2: 16,
+            gcn_hidden1: 64,
+            gcn_hidden2: 16,
+            dropout: 0.2,
+            mask_rate: 0.8,
+            sce_alpha: 3.0,
+            dec: true,
+            dec_clusters: 10,
+            dec_alpha: 1.0,
+            dec_interval: 20,
+            rec_w: 10.0,
+            gcn_w: 0.1,
+            self_w: 1.0,
+            dec_kl_w: 1.0,
+            epochs: 200,
+            dec_epochs: 200,
+            lr: 0.01,
+            weight_decay: 0.01,
+            neg_ratio: 1,
+            resample_negatives: true,
+            kmeans_restarts: 20,
+            kmeans_max_spots: 50_000,
+            seed: 42,
+            threads: 1,
+        }
+    }
+}
+
+impl Params {
+    /// The defaults of a mode (imputation trains on positive edges only, as the reference).
+    pub fn for_mode(mode: Mode) -> Self {
+        let neg_ratio = if mode == Mode::Imputation { 0 } else { 1 };
+        Params { mode, neg_ratio, ..Params::default() }
+    }
+
+    /// The width of the embedding Z = [feature code ‖ graph code].
+    pub fn latent_dim(&self) -> i64 {
+        self.feat_hidden2 + self.gcn_hidden2
+    }
+
+    pub fn total_epochs(&self) -> usize {
+        self.epochs + if self.dec { self.dec_epochs } else { 0 }
+    }
+
+    pub fn check(&self) -> Result<()> {
+        let positive_int = |v: i64, arg: &str| {
+            if v < 1 {
+                Err(SedrError::input(arg, format!("must be a positive integer, not {v}")))
+            } else {
+                Ok(())
+            }
+        };
+        positive_int(self.feat_hidden1, "feat.hidden1")?;
+        positive_int(self.feat_hidden2, "feat.hidden2")?;
+        positive_int(self.gcn_hidden1, "gcn.hidden1")?;
+        positive_int(self.gcn_hidden2, "gcn.hidden2")?;
+        let unit = |v: f64, arg: &str, hi_open: bool| {
+            let ok = v.is_finite() && v >= 0.0 && if hi_open { v < 1.0 } else { v <= 1.0 };
+            if ok {
+                Ok(())
+            } else {
+                Err(SedrError::input(arg, format!("must lie in [0, 1{}, not {v}", if hi_open { ")" } else { "]" })))
+            }
+        };
+        unit(self.dropout, "dropout", true)?;
+        unit(self.mask_rate, "mask.rate", false)?;
+        let nonneg = |v: f64, arg: &str| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(SedrError::input(arg, format!("must be a finite number >= 0, not {v}")))
+            }
+        };
+        nonneg(self.rec_w, "rec.weight")?;
+        nonneg(self.gcn_w, "gcn.weight")?;
+        nonneg(self.self_w, "self.weight")?;
+        nonneg(self.dec_kl_w, "dec.kl.weight")?;
+        nonneg(self.weight_decay, "weight.decay")?;
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(SedrError::input("lr", format!("must be a positive number, not {}", self.lr)));
+        }
+        if !(self.sce_alpha.is_finite() && self.sce_alpha >= 1.0) {
+            return Err(SedrError::input("sce.alpha", "must be a number >= 1"));
+        }
+        if !(self.dec_alpha.is_finite() && self.dec_alpha > 0.0) {
+            return Err(SedrError::input("dec.alpha", "must be a positive number"));
+        }
+        if self.epochs == 0 {
+            return Err(SedrError::input("epochs", "must be at least 1; use 200 (the default) for a full run"));
+        }
+        if self.dec {
+            if self.dec_clusters < 2 {
+                return Err(SedrError::input("dec.clusters", "must be at least 2"));
+            }
+            if self.dec_interval == 0 {
+                return Err(SedrError::input("dec.interval", "must be at least 1"));
+            }
+            if self.dec_epochs == 0 {
+                return Err(SedrError::input("dec.epochs", "must be at least 1, or set dec = FALSE"));
+            }
+            if self.kmeans_restarts == 0 {
+                return Err(SedrError::input("kmeans.restarts", "must be at least 1"));
+            }
+        }
+        if self.threads == 0 {
+            return Err(SedrError::input("n.threads", "must be at least 1"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,303 @@
+//! The trainer: full-batch Adam over the SEDR schedule (reference spec §5).
+//! Phase 1: rec_w·MSE + gcn_w·(edge BCE + KL) + self_w·SCE.
+//! Phase 2 (DEC): k-means centres, then rec_w·MSE + gcn_w·graph + dec_kl_w·KL(P‖Q)
+//! with P refreshed every `dec_interval` epochs. One optimiser spans both.
+//!
+//! The trainer is driven in chunks (`step`) so the caller can show progress
+//! and stop between chunks (R's Ctrl-C lands between `.Call`s).
+
+use crate::device::ThreadGuard;
+use crate::error::{Result, SedrError};
+use crate::graph::SpatialGraph;
+use crate::kmeans::kmeans;
+use crate::loss;
+use crate::model::SedrNet;
+use crate::negatives::NegativeSampler;
+use crate::params::Params;
+use crate::rng::SplitMix64;
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Pretrain,
+    Dec,
+}
+
+/// The loss terms of one epoch (weighted total and unweighted parts).
+#[derive(Clone, Copy, Debug)]
+pub struct EpochLoss {
+    pub epoch: usize,
+    pub phase: Phase,
+    pub total: f64,
+    pub mse: f64,
+    pub graph: f64,
+    pub sce: f64,
+    pub dec_kl: f64,
+}
+
+/// What the trained model gives back, all on the CPU in float64, row-major.
+pub struct Output {
+    pub n: usize,
+    pub latent: usize,
+    pub embedding: Vec<f64>,
+    /// DEC soft assignment (n × K) when DEC ran.
+    pub q: Option<Vec<f64>>,
+    pub k: usize,
+    /// Decoder output (n × d_in) when asked for.
+    pub recon: Option<Vec<f64>>,
+    pub d_in: usize,
+}
+
+pub struct Trainer {
+    params: Params,
+    device: Device,
+    vs: nn::VarStore,
+    net: SedrNet,
+    opt: nn::Optimizer,
+    x: Tensor,
+    adj: Tensor,
+    pos: (Tensor, Tensor),
+    sampler: NegativeSampler,
+    fixed_negatives: Option<(Tensor, Tensor)>,
+    norm: f64,
+    rng: SplitMix64,
+    epoch: usize,
+    target: Option<Tensor>,
+    history: Vec<EpochLoss>,
+}
+
+/// Converts a CSR pattern with values into a coalesced sparse COO tensor.
+fn sparse_operator(g: &SpatialGraph, device: Device) -> Result<Tensor> {
+    let op = g.gcn_operator();
+    let n = g.n() as i64;
+    let mut rows = Vec::with_capacity(op.nnz());
+    let mut cols = Vec::with_capacity(op.nnz());
+    let mut vals = Vec::with_capacity(op.nnz());
+    for (i, r) in op.outer_iterator().enumerate() {
+        for (j, v) in r.iter() {
+            rows.push(i as i64);
+            cols.push(j as i64);
+            vals.push(*v as f32);
+        }
+    }
+    let idx = Tensor::stack(&[Tensor::from_slice(&rows), Tensor::from_slice(&cols)], 0);
+    let t = Tensor::f_sparse_coo_tensor_indices_size(&idx, &Tensor::from_slice(&vals), [n, n], (Kind::Float, Device::Cpu), true)?;
+    Ok(t.f_to_device(device)?)
+}
+
+impl Trainer {
+    /// `x` holds n × d features, column-major (as R stores a matrix).
+    pub fn new(x_col_major: &[f64], n: usize, d: usize, graph: &SpatialGraph, params: Params, device: Device) -> Result<Self> {
+        params.check()?;
+        if n == 0 || d == 0 || x_col_major.len() != n * d {
+            return Err(SedrError::input("x", format!("expected {n} × {d} values, got {}", x_col_major.len())));
+        }
+        if graph.n() != n {
+            return Err(SedrError::input("graph", format!("has {} spots but the features have {n}", graph.n())));
+        }
+        if n < 2 {
+            return Err(SedrError::input("object", "needs at least 2 spots"));
+        }
+        if x_col_major.iter().any(|v| !v.is_finite()) {
+            return Err(SedrError::input("x", "contains NA, NaN or Inf; remove or impute them first"));
+        }
+        if params.dec && params.dec_clusters as usize > n {
+            return Err(SedrError::input("dec.clusters", format!("({}) exceeds the number of spots ({n})", params.dec_clusters)));
+        }
+        let _threads = ThreadGuard::set(params.threads);
+        tch::manual_seed(params.seed as i64);
+        let x = Tensor::from_slice(x_col_major)
+            .f_view([d as i64, n as i64])?
+            .transpose(0, 1)
+            .to_kind(Kind::Float)
+            .f_to_device(device)?;
+        let adj = sparse_operator(graph, device)?;
+        let (rows, cols) = graph.target_pairs();
+        let pos = (Tensor::from_slice(&rows).to_device(device), Tensor::from_slice(&cols).to_device(device));
+        let sampler = NegativeSampler::new(n as i64, &pos.0, &pos.1, params.neg_ratio);
+        let vs = nn::VarStore::new(device);
+        let net = SedrNet::new(&vs.root(), d as i64, &params);
+        let adam = nn::Adam { wd: params.weight_decay, ..Default::default() };
+        let opt = adam.build(&vs, params.lr)?;
+        let fixed_negatives = if params.resample_negatives {
+            None
+        } else {
+            let neg = sampler.draw();
+            Some((neg.src, neg.dst))
+        };
+        Ok(Trainer {
+            norm: graph.gae_norm(),
+            rng: SplitMix64::new(params.seed ^ 0x5EED_5EED),
+            params,
+            device,
+            vs,
+            net,
+            opt,
+            x,
+            adj,
+            pos,
+            sampler,
+            fixed_negatives,
+            epoch: 0,
+            target: None,
+            history: Vec::new(),
+        })
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    pub fn epochs_done(&self) -> usize {
+        self.epoch
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.epoch >= self.params.total_epochs()
+    }
+
+    pub fn history(&self) -> &[EpochLoss] {
+        &self.history
+    }
+
+    fn phase(&self) -> Phase {
+        if self.epoch < self.params.epochs { Phase::Pretrain } else { Phase::Dec }
+    }
+
+    /// The eval-mode embedding (no mask, no dropout, BN running stats, μ).
+    fn eval_z(&self) -> Tensor {
+        tch::no_grad(|| self.net.forward(&self.x, &self.adj, false).z)
+    }
+
+    /// Starts phase 2: k-means on the current embedding gives the centres.
+    fn start_dec(&mut self) -> Result<()> {
+        let z = self.eval_z();
+        let n = z.size()[0] as usize;
+        let fit_on = if n > self.params.kmeans_max_spots {
+            let idx: Vec<i64> = self.rng.sample_indices(n, self.params.kmeans_max_spots).into_iter().map(|i| i as i64).collect();
+            z.index_select(0, &Tensor::from_slice(&idx).to_device(self.device))
+        } else {
+            z
+        };
+        let fit = kmeans(&fit_on, self.params.dec_clusters, self.params.kmeans_restarts, &mut self.rng);
+        self.net.set_centres(&fit.centres);
+        Ok(())
+    }
+
+    fn negatives(&self) -> (Tensor, Tensor) {
+        match &self.fixed_negatives {
+            Some((s, d)) => (s.shallow_clone(), d.shallow_clone()),
+            None => {
+                let neg = self.sampler.draw();
+                (neg.src, neg.dst)
+            }
+        }
+    }
+
+    fn one_epoch(&mut self) -> Result<EpochLoss> {
+        let p = &self.params;
+        let phase = self.phase();
+        if phase == Phase::Dec && (self.epoch - p.epochs) % p.dec_interval == 0 {
+            if self.epoch == p.epochs {
+                self.start_dec()?;
+            }
+            let q = tch::no_grad(|| self.net.soft_assign(&self.eval_z()));
+            self.target = Some(loss::target_distribution(&q));
+        }
+        let p = &self.params;
+        let fw = self.net.forward(&self.x, &self.adj, true);
+        let mse = loss::mse(&fw.recon, &self.x);
+        let (ns, nd) = self.negatives();
+        let graph = loss::edge_bce(&fw.z, (&self.pos.0, &self.pos.1), Some((&ns, &nd)), self.norm)
+            + loss::vgae_kl(&fw.mu, &fw.log_sigma);
+        let mut total = &mse * p.rec_w + &graph * p.gcn_w;
+        let mut sce_v = 0.0;
+        let mut kl_v = 0.0;
+        match phase {
+            Phase::Pretrain => {
+                if let Some((idx, xm)) = &fw.masked {
+                    let sce = loss::sce(&fw.recon.index_select(0, idx), &xm.index_select(0, idx), p.sce_alpha);
+                    sce_v = f64::try_from(&sce)?;
+                    total = total + sce * p.self_w;
+                }
+            }
+            Phase::Dec => {
+                let target = self.target.as_ref().ok_or_else(|| SedrError::Internal("DEC target missing".into()))?;
+                let kl = loss::dec_kl(&self.net.soft_assign(&fw.z), target);
+                kl_v = f64::try_from(&kl)?;
+                total = total + kl * p.dec_kl_w;
+            }
+        }
+        self.opt.backward_step(&total);
+        let rec = EpochLoss {
+            epoch: self.epoch + 1,
+            phase,
+            total: f64::try_from(&total)?,
+            mse: f64::try_from(&mse)?,
+            graph: f64::try_from(&graph)?,
+            sce: sce_v,
+            dec_kl: kl_v,
+        };
+        if !rec.total.is_finite() {
+            return Err(SedrError::Torch(format!(
+                "the loss became non-finite at epoch {}; lower `lr` or check the input for extreme values",
+                rec.epoch
+            )));
+        }
+        self.epoch += 1;
+        self.history.push(rec);
+        Ok(rec)
+    }
+
+    /// Runs up to `n_epochs` more epochs (fewer at the end of the schedule)
+    /// and returns their losses.
+    pub fn step(&mut self, n_epochs: usize) -> Result<Vec<EpochLoss>> {
+        let _threads = ThreadGuard::set(self.params.threads);
+        let mut out = Vec::with_capacity(n_epochs);
+        while out.len() < n_epochs && !self.is_done() {
+            out.push(self.one_epoch()?);
+        }
+        Ok(out)
+    }
+
+    /// Trains to the end of the schedule.
+    pub fn fit(&mut self) -> Result<()> {
+        let left = self.params.total_epochs() - self.epoch;
+        self.step(left).map(|_| ())
+    }
+
+    /// The eval-mode outputs. Deterministic: no mask, no sampling.
+    pub fn output(&self, with_recon: bool) -> Result<Output> {
+        let _threads = ThreadGuard::set(self.params.threads);
+        let fw = tch::no_grad(|| self.net.forward(&self.x, &self.adj, false));
+        let to_vec = |t: &Tensor| -> Result<Vec<f64>> {
+            Ok(Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(Device::Cpu).contiguous().view(-1))?)
+        };
+        let n = fw.z.size()[0] as usize;
+        let latent = fw.z.size()[1] as usize;
+        let dec_ran = self.params.dec && self.epoch > self.params.epochs;
+        let q = if dec_ran { Some(to_vec(&tch::no_grad(|| self.net.soft_assign(&fw.z)))?) } else { None };
+        let recon = if with_recon { Some(to_vec(&fw.recon)?) } else { None };
+        Ok(Output {
+            n,
+            latent,
+            embedding: to_vec(&fw.z)?,
+            q,
+            k: self.params.dec_clusters as usize,
+            recon,
+            d_in: self.x.size()[1] as usize,
+        })
+    }
+
+    /// Number of trainable values (for reporting).
+    pub fn n_parameters(&self) -> i64 {
+        self.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests;
