@@ -196,7 +196,8 @@ SpatialClusterMetrics <- function(truth, predicted, embedding = NULL) {
 
 # Mean silhouette width (Rousseeuw 1987) with Euclidean distances.
 # Singletons score 0, as in cluster::silhouette and sklearn. Distances are
-# computed in row blocks so memory stays O(block * n) rather than O(n^2).
+# computed in row blocks of about 250k entries: memory stays O(n) and small
+# blocks are measurably faster than large ones (they stay in cache).
 .mean_silhouette <- function(x, labels, max_n = 5000L, seed = 1L) {
   n <- nrow(x)
   if (n > max_n) {
@@ -218,13 +219,12 @@ SpatialClusterMetrics <- function(truth, predicted, embedding = NULL) {
   sq <- rowSums(x^2)
   lhs <- cbind(-2 * x, sq, 1)
   rhs <- cbind(x, 1, sq)
-  block <- max(1L, floor(2e6 / n))
+  block <- max(1L, floor(2.5e5 / n))
   s <- numeric(n)
   for (start in seq(1L, n, by = block)) {
     rows <- start:min(n, start + block - 1L)
     d2 <- tcrossprod(lhs[rows, , drop = FALSE], rhs)
-    d2[d2 < 0] <- 0
-    d <- sqrt(d2)
+    d <- sqrt(pmax(d2, 0))
     # Exact zero on the diagonal, whatever rounding did.
     d[cbind(seq_along(rows), rows)] <- 0
     sums <- d %*% onehot

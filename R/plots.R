@@ -313,6 +313,7 @@ SEDRLossPlot <- function(losses) {
   if (!nrow(long)) {
     sedr_abort("has no finite loss values to plot.", arg = "losses")
   }
+  rownames(long) <- NULL
   long$component <- factor(long$component, levels = comp_levels)
   long$phase <- factor(long$phase, levels = unique(long$phase))
   long

@@ -160,6 +160,7 @@ SimulateSpatialTissue <- function(n.rows = 40, n.cols = 40, n.genes = 500,
 }
 
 #' @export
+#' @method print sedr_simulation
 print.sedr_simulation <- function(x, ...) {
   cat("<sedr_simulation> ", nrow(x$counts), " genes x ", ncol(x$counts),
       " spots, ", nlevels(x$domain), " domains, ",

@@ -237,6 +237,31 @@ fn profile_epoch_parts() {
         t.one_epoch().unwrap();
     });
     let fwd = |t: &Trainer| t.net.forward(&t.x, &t.adj, true);
+    let nn_ = n as i64;
+    let x200 = t.x.shallow_clone();
+    let w64 = Tensor::randn([200, 64], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    time("mask: randperm+index_fill+add", &mut || {
+        let perm = Tensor::randperm(nn_, (Kind::Int64, Device::Cpu));
+        let idx = perm.narrow(0, 0, 2400);
+        let ind = Tensor::zeros([nn_, 1], (Kind::Float, Device::Cpu)).index_fill(0, &idx, 1.0);
+        let _ = &x200 + ind * &x200.narrow(0, 0, 1);
+    });
+    time("enc1 linear fwd", &mut || {
+        let _ = x200.mm(&w64);
+    });
+    let h = x200.mm(&w64);
+    time("dropout 3000x64", &mut || {
+        let _ = h.dropout(0.2, true);
+    });
+    time("elu 3000x64", &mut || {
+        let _ = h.elu();
+    });
+    time("randn 3000x16", &mut || {
+        let _ = Tensor::randn([nn_, 16], (Kind::Float, Device::Cpu));
+    });
+    time("dropout 3000x200", &mut || {
+        let _ = x200.dropout(0.2, true);
+    });
     time("forward train", &mut || {
         let _ = fwd(&t);
     });
@@ -279,4 +304,117 @@ fn profile_epoch_parts() {
     time("zero_grad+step (opt only)", &mut || {
         t.opt.step();
     });
+}
+
+/// Times formulations of A·H (forward + backward to H) and checks they agree.
+#[test]
+#[ignore]
+fn profile_spmm_variants() {
+    let threads: usize = std::env::var("THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let _g = crate::device::ThreadGuard::set(threads);
+    let (coords, _, _) = layered_tissue(55, 55, 7, 2, 1.5, 7);
+    let g = grid_graph(&coords, 12);
+    let n = g.n() as i64;
+    let coo = sparse_operator(&g, Device::Cpu).unwrap();
+    let op = g.gcn_operator();
+    let indptr: Vec<i64> = op.indptr().raw_storage().iter().map(|&v| v as i64).collect();
+    let cols: Vec<i64> = op.indices().iter().map(|&v| v as i64).collect();
+    let vals: Vec<f32> = op.data().iter().map(|&v| v as f32).collect();
+    let (indptr, cols, vals) = (Tensor::from_slice(&indptr), Tensor::from_slice(&cols), Tensor::from_slice(&vals));
+    let rows = Tensor::from_slice(&g.target_pairs().0);
+    let csr = Tensor::sparse_csr_tensor_crow_col_value_size(&indptr, &cols, &vals, [n, n], (Kind::Float, Device::Cpu));
+    let reps = 20;
+    let time = |name: &str, f: &mut dyn FnMut() -> Tensor| -> Tensor {
+        let out = f();
+        let t0 = std::time::Instant::now();
+        for _ in 0..reps {
+            let _ = f();
+        }
+        eprintln!("{name:<34} {:8.3} ms", t0.elapsed().as_secs_f64() * 1e3 / reps as f64);
+        out
+    };
+    for d in [16i64, 32, 64, 200] {
+        tch::manual_seed(1);
+        let h = Tensor::randn([n, d], (Kind::Float, Device::Cpu));
+        let gout = Tensor::randn([n, d], (Kind::Float, Device::Cpu));
+        let run = |f: &dyn Fn(&Tensor) -> Tensor| {
+            let x = h.detach().set_requires_grad(true);
+            let y = f(&x);
+            (&y * &gout).sum(Kind::Float).backward();
+            Tensor::cat(&[y.detach(), x.grad()], 0)
+        };
+        let r0 = time(&format!("d={d} coo"), &mut || run(&|x| coo.mm(x)));
+        time(&format!("d={d} baseline x*2"), &mut || run(&|x| x * 2.0));
+        time(&format!("d={d} csr fwd only"), &mut || tch::no_grad(|| csr.mm(&h)));
+        time(&format!("d={d} coo fwd only"), &mut || tch::no_grad(|| coo.mm(&h)));
+        time(&format!("d={d} ebag fwd only"), &mut || tch::no_grad(|| Tensor::embedding_bag(&h, &cols, &indptr, false, 0, false, Some(&vals), true).0));
+        time(&format!("d={d} dense h^T h"), &mut || tch::no_grad(|| h.transpose(0, 1).mm(&h)));
+        let variants: Vec<(&str, Box<dyn Fn(&Tensor) -> Tensor>)> = vec![
+            ("csr", Box::new(|x: &Tensor| csr.mm(x))),
+            ("csr sparse_mm_reduce sum", Box::new(|x: &Tensor| Tensor::internal_sparse_mm_reduce(&csr, x, "sum"))),
+            ("csr internal_sparse_mm", Box::new(|x: &Tensor| Tensor::internal_sparse_mm(&csr, x))),
+            ("embedding_bag", Box::new(|x: &Tensor| Tensor::embedding_bag(x, &cols, &indptr, false, 0, false, Some(&vals), true).0)),
+            ("gather+index_add", Box::new(|x: &Tensor| {
+                (x.index_select(0, &cols) * vals.unsqueeze(1)).zeros_like().narrow(0, 0, n).index_add(0, &rows, &(x.index_select(0, &cols) * vals.unsqueeze(1)))
+            })),
+            ("gather+segment_reduce", Box::new(|x: &Tensor| {
+                Tensor::segment_reduce(&(x.index_select(0, &cols) * vals.unsqueeze(1)), "sum", None::<&Tensor>, None::<&Tensor>, Some(&indptr), 0, false, 0.0)
+            })),
+        ];
+        for (name, f) in &variants {
+            let r = time(&format!("d={d} {name}"), &mut || run(f.as_ref()));
+            let err = f64::try_from((&r - &r0).abs().max()).unwrap();
+            eprintln!("{:<34} max |diff| {err:.2e}", "");
+        }
+    }
+}
+
+#[test]
+#[ignore]
+fn profile_primitives() {
+    let threads: usize = std::env::var("THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let _g = crate::device::ThreadGuard::set(threads);
+    let reps = 50;
+    let time = |name: &str, f: &mut dyn FnMut() -> Tensor| {
+        let _ = f();
+        let t0 = std::time::Instant::now();
+        for _ in 0..reps {
+            let _ = f();
+        }
+        eprintln!("{name:<40} {:8.3} ms", t0.elapsed().as_secs_f64() * 1e3 / reps as f64);
+    };
+    let o = (Kind::Float, Device::Cpu);
+    let (n, e) = (3600i64, 48000i64);
+    let h = Tensor::randn([n, 64], o);
+    let z = Tensor::randn([n, 32], o);
+    time("rand 3600x64", &mut || Tensor::rand([n, 64], o));
+    time("rand 3600x64 .lt(0.8)", &mut || Tensor::rand([n, 64], o).lt(0.8));
+    time("bernoulli_ 3600x64", &mut || Tensor::empty([n, 64], o).bernoulli_float_(0.8));
+    time("dropout 3600x64", &mut || h.dropout(0.2, true));
+    time("randn 3600x64", &mut || Tensor::randn([n, 64], o));
+    let mut rng = SplitMix64::new(1);
+    time("rust mask 3600x64 + from_slice", &mut || {
+        let v: Vec<f32> = (0..n * 64).map(|_| if rng.next_u64() >> 40 < (0.8 * (1u64 << 24) as f64) as u64 { 1.25 } else { 0.0 }).collect();
+        Tensor::from_slice(&v).view([n, 64])
+    });
+    let idx = Tensor::randint(n, [e], (Kind::Int64, Device::Cpu));
+    let src = Tensor::randn([e, 32], o);
+    time("index_select z 48k rows", &mut || z.index_select(0, &idx));
+    time("index_add 48k x32", &mut || z.zeros_like().index_add(0, &idx, &src));
+    let idx2 = idx.unsqueeze(1).expand([e, 32], false);
+    time("scatter_add 48k x32", &mut || z.zeros_like().scatter_add(0, &idx2, &src));
+    time("argsort 48k", &mut || idx.argsort(0, false));
+    time("sort 48k", &mut || idx.sort(0, false).0);
+    time("bincount 48k", &mut || idx.bincount(None::<Tensor>, n));
+    time("randint 48k", &mut || Tensor::randint(n, [e], (Kind::Int64, Device::Cpu)));
+    time("randperm 3600", &mut || Tensor::randperm(n, (Kind::Int64, Device::Cpu)));
+    let w = Tensor::rand([e], o);
+    let sorted = idx.sort(0, false).0;
+    let offsets = Tensor::cat(&[Tensor::zeros([1], (Kind::Int64, Device::Cpu)), sorted.bincount(None::<Tensor>, n).cumsum(0, Kind::Int64)], 0);
+    time("embedding_bag 48k x32 weighted", &mut || Tensor::embedding_bag(&z, &idx, &offsets, false, 0, false, Some(&w), true).0);
+    let x200 = Tensor::randn([n, 200], o);
+    let w200 = Tensor::randn([200, 64], o);
+    time("mm 3600x200x64", &mut || x200.mm(&w200));
+    time("mm^T 200x3600x64", &mut || x200.transpose(0, 1).mm(&h));
+    time("mul 3600x200", &mut || &x200 * 1.5);
 }

@@ -1,0 +1,298 @@
+#' Run SEDR: a spatially aware embedding of spatial transcriptomics data
+#'
+#' Trains the SEDR model (a masked deep autoencoder of expression plus a
+#' variational graph autoencoder over the spatial neighbour graph, refined by
+#' deep embedded clustering; Xu et al., Genome Medicine 2024) and returns its
+#' embedding. Follow with [SEDRClusters()] for spatial domains.
+#'
+#' **Input.** By default the reference recipe turns raw counts into the
+#' model's input: keep genes detected in >= `min.spots` spots with >=
+#' `min.counts` counts; counts per million (no log); the `n.hvg` most variable
+#' genes (Seurat v3 VST on the raw counts); z-score every gene (no clipping);
+#' PCA to `npcs` components (seeded randomized SVD in the Rust core). Pass
+#' `reduction` to use an existing reduction instead (e.g. your own PCA).
+#' `mode = "imputation"` trains on the scaled genes themselves (no PCA) and
+#' also returns the denoised expression.
+#'
+#' **Reproducibility.** `seed.use` (default 42) seeds R's generator, from
+#' which one integer seed is drawn for everything in the Rust core (weights,
+#' masks, dropout, negative edges, k-means). On the CPU the same seed and
+#' `n.threads` give an identical embedding; on CUDA results may differ in the
+#' last digits. `seed.use = NULL` leaves R's generator alone (Seurat's
+#' convention).
+#'
+#' @param object A `Seurat` object, a `SingleCellExperiment` (or
+#'   `SpatialExperiment`), or a matrix (`default` method).
+#' @param ... Arguments passed to the methods. Unknown arguments are an error.
+#' @return For a `Seurat` object: the object with a `DimReduc` named
+#'   `reduction.name` (default `"sedr"`, key `"SEDR_"`) whose `misc` holds the
+#'   parameters, seed, versions, loss history (`misc$losses`) and the DEC soft
+#'   assignment (`misc$dec.q`); with `mode = "imputation"` also an assay
+#'   (`assay.name`, default `"SEDR"`) with the denoised expression in `data`
+#'   (expression scale, CPM) and its z-scores in `scale.data`. The default
+#'   assay is not changed. For a `SingleCellExperiment`: `reducedDim(x, "SEDR")`
+#'   and `metadata(x)$SEDR`. For a matrix: a list of class `sedr_result`.
+#'   On error the input object is not modified.
+#' @seealso [SEDRClusters()], [SEDROptions()], [BuildSpatialGraph()].
+#' @export
+#' @examples
+#' sim <- SimulateSpatialTissue(n.rows = 12, n.cols = 12, n.genes = 200)
+#' res <- RunSEDR(sim$counts, coords = sim$coords, epochs = 20, dec = FALSE,
+#'                n.hvg = 100, npcs = 20, min.spots = 5, verbose = FALSE)
+#' dim(res$embedding)
+RunSEDR <- function(object, ...) {
+  UseMethod("RunSEDR")
+}
+
+#' @rdname RunSEDR
+#' @param coords Spatial coordinates. For the `default` method, a numeric
+#'   matrix (spots x 2 or 3) with spot names as row names. For a `Seurat`
+#'   object, `NULL` (tissue coordinates of the image if there is one, else the
+#'   meta.data columns `x` and `y`), two or three meta.data column names, or
+#'   a matrix. For a `SingleCellExperiment`, `NULL` (`spatialCoords()` of a
+#'   `SpatialExperiment`, else colData columns `x`, `y`), column names, or a
+#'   matrix.
+#' @param features Genes to use instead of the most variable ones.
+#' @param k.neighbors Neighbours per spot in the spatial graph (12).
+#' @param group.by Sections: for a `Seurat`/`SingleCellExperiment` a metadata
+#'   column name, for the `default` method a vector with one label per spot.
+#'   The graph then has no edge across sections (multi-section integration).
+#' @param mode `"clustering"` (default) or `"imputation"` (denoising).
+#' @param epochs Pre-training epochs (200).
+#' @param dec Run the deep-embedded-clustering phase (`TRUE`; another
+#'   `dec.epochs` epochs, see [SEDROptions()]). Defaults to `FALSE` when
+#'   `group.by` is given, as in the reference's integration recipe.
+#' @param device `"auto"` (CUDA when available), `"cpu"`, `"cuda"` or `"cuda:N"`.
+#' @param n.threads CPU threads for libtorch and the neighbour search (1).
+#' @param seed.use Random seed (42); `NULL` does not set one.
+#' @param n.hvg Number of highly variable genes (2000).
+#' @param npcs Principal components fed to the model (200).
+#' @param min.spots,min.counts Gene filter of the recipe (50 spots, 10 counts).
+#' @param options Advanced model settings, see [SEDROptions()].
+#' @param verbose Show stage messages and a progress bar.
+#' @export
+RunSEDR.default <- function(object, coords, features = NULL, k.neighbors = 12, group.by = NULL,
+                            mode = c("clustering", "imputation"), epochs = 200, dec = NULL,
+                            device = "auto", n.threads = 1, seed.use = 42, n.hvg = 2000,
+                            npcs = 200, min.spots = 50, min.counts = 10,
+                            options = SEDROptions(), verbose = TRUE, ...) {
+  check_dots(...)
+  mode <- match_mode(mode)
+  counts <- as_counts(object, coords)
+  coords <- check_coords(coords)
+  coords <- align_coords(coords, colnames(counts))
+  res <- run_sedr(counts = counts, input = NULL, coords = coords, group = group.by,
+                  features = features, k.neighbors = k.neighbors, mode = mode, epochs = epochs,
+                  dec = dec, device = device, n.threads = n.threads, seed.use = seed.use,
+                  n.hvg = n.hvg, npcs = npcs, min.spots = min.spots, min.counts = min.counts,
+                  options = options, verbose = verbose)
+  structure(res, class = "sedr_result")
+}
+
+#' @export
+#' @method print sedr_result
+print.sedr_result <- function(x, ...) {
+  cat(sprintf("<SEDR result> %d spots x %d dims (%s mode, %s, %d epochs)\n",
+              nrow(x$embedding), ncol(x$embedding), x$params$mode, x$device, nrow(x$losses)))
+  invisible(x)
+}
+
+# Counts (genes x spots dgCMatrix) from a matrix in either orientation.
+as_counts <- function(object, coords) {
+  if (!((is.matrix(object) && is.numeric(object)) || methods::is(object, "dMatrix"))) {
+    sedr_abort("must be a numeric matrix (genes x spots or spots x genes), a Seurat object or a SingleCellExperiment.",
+               arg = "object")
+  }
+  if (length(dim(object)) != 2 || any(dim(object) == 0)) sedr_abort("is empty.", arg = "object")
+  n_spots <- if (is.matrix(coords) || is.data.frame(coords)) nrow(coords) else NA
+  spots <- rownames(coords)
+  by_name_cols <- !is.null(spots) && !is.null(colnames(object)) && all(spots %in% colnames(object))
+  by_name_rows <- !is.null(spots) && !is.null(rownames(object)) && all(spots %in% rownames(object))
+  if (by_name_rows && !by_name_cols || (!by_name_cols && !is.na(n_spots) && nrow(object) == n_spots && ncol(object) != n_spots)) {
+    object <- Matrix::t(object)
+  }
+  if (is.null(colnames(object))) {
+    colnames(object) <- rownames(coords) %||% paste0("spot", seq_len(ncol(object)))
+  }
+  if (is.null(rownames(object))) rownames(object) <- paste0("gene", seq_len(nrow(object)))
+  methods::as(methods::as(object, "CsparseMatrix"), "generalMatrix")
+}
+
+# Coordinates in the order of `spots`.
+align_coords <- function(coords, spots, arg = "coords") {
+  if (is.null(rownames(coords))) {
+    if (nrow(coords) != length(spots)) {
+      sedr_abort(sprintf("has %d rows but there are %d spots; give one row per spot (with spot names as row names).",
+                         nrow(coords), length(spots)), arg = arg)
+    }
+    rownames(coords) <- spots
+    return(coords)
+  }
+  missing <- setdiff(spots, rownames(coords))
+  if (length(missing)) {
+    sedr_abort(sprintf("has no row for %d spot(s) (e.g. \"%s\"); its row names must be the spot names.",
+                       length(missing), missing[1]), arg = arg)
+  }
+  coords[spots, , drop = FALSE]
+}
+
+check_dots <- function(...) {
+  dots <- list(...)
+  if (length(dots)) {
+    nm <- names(dots)
+    nm[is.null(nm) | nm == ""] <- "<unnamed>"
+    sedr_abort(sprintf("unknown argument(s): %s; see ?RunSEDR (advanced settings go in options = SEDROptions(...)).",
+                       paste(nm, collapse = ", ")), arg = "...")
+  }
+}
+
+match_mode <- function(mode) {
+  if (!is.character(mode) || !length(mode) || !mode[1] %in% c("clustering", "imputation")) {
+    sedr_abort("must be \"clustering\" or \"imputation\".", arg = "mode")
+  }
+  mode[1]
+}
+
+check_device <- function(device) {
+  if (!is.character(device) || length(device) != 1 || is.na(device) ||
+      !grepl("^(cpu|auto|cuda|cuda:[0-9]+)$", device)) {
+    sedr_abort("must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\".", arg = "device")
+  }
+  if (startsWith(device, "cuda") && !isTRUE(SEDRBackendInfo()$cuda_available)) {
+    sedr_abort(sprintf("\"%s\" was requested but no CUDA device is available; use device = \"cpu\" or \"auto\".", device),
+               kind = "device", arg = "device")
+  }
+  device
+}
+
+check_counts_values <- function(counts) {
+  x <- counts@x
+  if (anyNA(x) || any(!is.finite(x))) {
+    sedr_abort("contains NA, NaN or Inf counts; remove or fix them.", arg = "object")
+  }
+  if (any(x < 0)) sedr_abort("contains negative values; raw counts (>= 0) are needed.", arg = "object")
+  if (any(x != round(x))) {
+    sedr_abort("contains non-integer values; the built-in recipe needs raw counts. Pass normalised data through `reduction`, or round it.",
+               arg = "object")
+  }
+  zero <- which(Matrix::colSums(counts) == 0)
+  if (length(zero)) {
+    sedr_abort(sprintf("has %d spot(s) with no counts (e.g. \"%s\"); remove them first.",
+                       length(zero), colnames(counts)[zero[1]]), arg = "object")
+  }
+  if (anyDuplicated(colnames(counts))) sedr_abort("has duplicated spot names; make them unique.", arg = "object")
+  if (anyDuplicated(rownames(counts))) sedr_abort("has duplicated gene names; make them unique.", arg = "object")
+}
+
+# The shared engine of all methods. `counts` (genes x spots) feeds the recipe;
+# `input` (spots x dims) is an existing reduction. Returns a plain list.
+run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, epochs, dec,
+                     device, n.threads, seed.use, n.hvg, npcs, min.spots, min.counts,
+                     options, verbose) {
+  timings <- c()
+  tic <- function() proc.time()[["elapsed"]]
+  say <- function(...) if (verbose) cli::cli_inform(sprintf(...))
+  if (!inherits(options, "sedr_options")) sedr_abort("must be made by SEDROptions().", arg = "options")
+  epochs <- check_count(epochs, "epochs", min = 1)
+  n.threads <- check_count(n.threads, "n.threads", min = 1)
+  k.neighbors <- check_count(k.neighbors, "k.neighbors", min = 1)
+  device <- check_device(device)
+  if (is.null(dec)) dec <- is.null(group) && mode == "clustering"
+  if (!isTRUE(dec) && !isFALSE(dec)) sedr_abort("must be TRUE, FALSE or NULL.", arg = "dec")
+  if (!is.null(seed.use)) {
+    if (!is.numeric(seed.use) || length(seed.use) != 1 || !is.finite(seed.use)) {
+      sedr_abort("must be one number or NULL.", arg = "seed.use")
+    }
+    set.seed(seed.use)
+  }
+  seed <- sample.int(.Machine$integer.max, 1)
+  spots <- if (!is.null(input)) rownames(input) else colnames(counts)
+  n <- length(spots)
+  if (n < 2) sedr_abort("has fewer than 2 spots.", arg = "object")
+  group_int <- check_group(group, n, arg = "group.by")
+  if (!is.null(group_int) && any(tabulate(group_int + 1L) < 2)) {
+    sedr_abort("has a section with a single spot; drop it or merge it with another section.", arg = "group.by")
+  }
+  check_section_sizes(group_int, n, k.neighbors)
+  if (dec && options$dec.clusters > n) {
+    sedr_abort(sprintf("(%d) exceeds the number of spots (%d).", options$dec.clusters, n), arg = "dec.clusters")
+  }
+
+  # 1. Model input.
+  t0 <- tic()
+  prep <- NULL
+  if (is.null(input)) {
+    check_counts_values(counts)
+    if (!is.null(features)) {
+      features <- unique(as.character(features))
+      unknown <- setdiff(features, rownames(counts))
+      if (length(unknown)) {
+        sedr_abort(sprintf("has %d gene(s) not in the data (e.g. \"%s\").", length(unknown), unknown[1]), arg = "features")
+      }
+      if (length(features) < 2) sedr_abort("needs at least 2 genes.", arg = "features")
+      counts <- counts[features, , drop = FALSE]
+      prep <- .preprocess_counts(counts, n.hvg = length(features), min.spots = 0, min.counts = 0)
+    } else {
+      n.hvg <- check_count(n.hvg, "n.hvg", min = 2)
+      prep <- .preprocess_counts(counts, n.hvg = n.hvg, min.spots = min.spots, min.counts = min.counts)
+    }
+    x <- prep$scaled
+    if (mode == "clustering") {
+      npcs <- check_count(npcs, "npcs", min = 2)
+      pcs <- sedr_pca(x, npcs, seed = seed, device = "cpu", n.threads = n.threads)
+      x <- pcs$scores
+      say("Preprocessed %d spots: %d genes, %d PCs.", n, length(prep$features), ncol(x))
+    } else {
+      say("Preprocessed %d spots: %d scaled genes (imputation input).", n, length(prep$features))
+    }
+  } else {
+    x <- input
+    if (mode == "imputation") {
+      sedr_abort("imputation needs expression, not a reduction; drop `reduction`.", arg = "reduction")
+    }
+  }
+  timings["preprocess"] <- tic() - t0
+
+  # 2. Graph.
+  t0 <- tic()
+  graph <- BuildSpatialGraph(coords, k.neighbors = k.neighbors, group = group, n.threads = n.threads)
+  timings["graph"] <- tic() - t0
+  say("Spatial graph: %d spots, mean degree %.1f%s.", n, Matrix::nnzero(graph) / n,
+      if (is.null(group)) "" else sprintf(", %d sections, no edge across them", length(unique(group))))
+
+  # 3. Training.
+  t0 <- tic()
+  info <- SEDRBackendInfo()
+  say("Training on %s (%d thread%s): %d epochs%s.",
+      if (device == "auto") (if (info$cuda_available) "cuda:0" else "cpu") else device,
+      n.threads, if (n.threads > 1) "s" else "", epochs,
+      if (dec) sprintf(" + %d DEC epochs", options$dec.epochs) else "")
+  fit <- sedr_train(x, graph, mode = mode, epochs = epochs, dec = dec, options = options,
+                    device = device, n.threads = n.threads, seed = seed, verbose = verbose)
+  timings["train"] <- tic() - t0
+  emb <- fit$embedding
+  dimnames(emb) <- list(spots, paste0("SEDR_", seq_len(ncol(emb))))
+  if (!is.null(fit$q)) dimnames(fit$q) <- list(spots, paste0("DEC_", seq_len(ncol(fit$q))))
+  denoised <- NULL
+  if (!is.null(fit$recon)) {
+    z <- fit$recon
+    dimnames(z) <- list(spots, prep$features)
+    expr <- sweep(sweep(z, 2, prep$scale, `*`), 2, prep$center, `+`)
+    expr[expr < 0] <- 0
+    denoised <- list(scaled = z, expression = expr)
+  }
+  params <- c(list(mode = mode, epochs = epochs, dec = dec, k.neighbors = k.neighbors,
+                   device = fit$device, n.threads = n.threads, seed.use = seed.use, seed = seed,
+                   n.hvg = if (is.null(prep)) NA else length(prep$features),
+                   input = if (is.null(input)) (if (mode == "clustering") "pca" else "scaled") else "reduction",
+                   input.dims = ncol(x)),
+              unclass(options))
+  list(embedding = emb, dec.q = fit$q, denoised = denoised, losses = fit$losses, graph = graph,
+       features = if (is.null(prep)) NULL else prep$features, params = params, device = fit$device,
+       timings = timings, versions = sedr_versions())
+}
+
+sedr_versions <- function() {
+  list(SEDR = as.character(utils::packageVersion("SEDR")), libtorch = "2.11.0",
+       R = as.character(getRversion()))
+}

@@ -1,0 +1,74 @@
+#' Advanced options of the SEDR model
+#'
+#' The model's architecture, loss weights and optimiser settings. Every
+#' default is the reference implementation's (Xu et al. 2024; see the
+#' package README). Pass the result as `options =` to [RunSEDR()].
+#'
+#' @param feat.hidden1,feat.hidden2 Widths of the feature encoder (64, 16).
+#' @param gcn.hidden1,gcn.hidden2 Widths of the graph encoder (64, 16). The
+#'   embedding has `feat.hidden2 + gcn.hidden2` (32) dimensions.
+#' @param dropout Dropout rate of every layer (0.2).
+#' @param mask.rate Share of spots whose input gets the learnable mask token
+#'   in each training step (0.8).
+#' @param sce.alpha Exponent of the scaled cosine error (3).
+#' @param dec.clusters Number of deep-embedded-clustering centres (10). It need
+#'   not equal the number of domains you ask of [SEDRClusters()].
+#' @param dec.alpha Degrees of freedom of the Student-t kernel (1).
+#' @param dec.interval Epochs between refreshes of the DEC target (20).
+#' @param dec.epochs Epochs of the DEC phase (200).
+#' @param rec.weight,gcn.weight,self.weight,dec.kl.weight Loss weights:
+#'   reconstruction MSE (10), graph (0.1), masked scaled cosine error (1) and
+#'   DEC KL divergence (1).
+#' @param lr Adam learning rate (0.01).
+#' @param weight.decay Adam's coupled L2 weight decay (0.01).
+#' @param neg.ratio Random non-neighbour pairs per neighbour pair in the edge
+#'   loss (1 for clustering; the reference uses 0 for imputation). `NULL`
+#'   keeps the mode's default.
+#' @param resample.negatives Draw new negative pairs every epoch (`TRUE`) or
+#'   once, as the reference (`FALSE`).
+#' @param kmeans.restarts k-means restarts for the DEC centres (20).
+#' @param kmeans.max.spots k-means for the DEC centres is fitted on at most
+#'   this many randomly chosen spots (50,000).
+#' @return A list of class `sedr_options`.
+#' @export
+#' @examples
+#' SEDROptions(dec.clusters = 12, lr = 0.005)
+SEDROptions <- function(feat.hidden1 = 64, feat.hidden2 = 16, gcn.hidden1 = 64, gcn.hidden2 = 16,
+                        dropout = 0.2, mask.rate = 0.8, sce.alpha = 3, dec.clusters = 10,
+                        dec.alpha = 1, dec.interval = 20, dec.epochs = 200, rec.weight = 10,
+                        gcn.weight = 0.1, self.weight = 1, dec.kl.weight = 1, lr = 0.01,
+                        weight.decay = 0.01, neg.ratio = NULL, resample.negatives = TRUE,
+                        kmeans.restarts = 20, kmeans.max.spots = 50000) {
+  opts <- as.list(environment())
+  opts <- opts[!vapply(opts, is.null, logical(1))]
+  for (nm in setdiff(names(opts), "resample.negatives")) {
+    v <- opts[[nm]]
+    if (!is.numeric(v) || length(v) != 1 || !is.finite(v)) {
+      sedr_abort("must be one finite number.", arg = nm)
+    }
+  }
+  if (!isTRUE(opts$resample.negatives) && !isFALSE(opts$resample.negatives)) {
+    sedr_abort("must be TRUE or FALSE.", arg = "resample.negatives")
+  }
+  if (opts$lr <= 0) sedr_abort("must be a positive number (the default is 0.01).", arg = "lr")
+  if (opts$dropout < 0 || opts$dropout >= 1) sedr_abort("must lie in [0, 1).", arg = "dropout")
+  if (opts$mask.rate < 0 || opts$mask.rate > 1) sedr_abort("must lie in [0, 1].", arg = "mask.rate")
+  for (nm in c("feat.hidden1", "feat.hidden2", "gcn.hidden1", "gcn.hidden2", "dec.interval",
+               "dec.epochs", "kmeans.restarts", "kmeans.max.spots")) {
+    check_count(opts[[nm]], nm, min = 1)
+  }
+  check_count(opts$dec.clusters, "dec.clusters", min = 2)
+  for (nm in c("rec.weight", "gcn.weight", "self.weight", "dec.kl.weight", "weight.decay")) {
+    if (opts[[nm]] < 0) sedr_abort("must be >= 0.", arg = nm)
+  }
+  structure(opts, class = "sedr_options")
+}
+
+#' @export
+#' @method print sedr_options
+print.sedr_options <- function(x, ...) {
+  cat("<SEDR options>\n")
+  v <- vapply(x, function(e) format(e), character(1))
+  cat(paste0("  ", format(names(v)), " = ", v), sep = "\n")
+  invisible(x)
+}

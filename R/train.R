@@ -1,0 +1,58 @@
+# Drives the Rust trainer: chunks of epochs between which R shows progress
+# and can be interrupted (Ctrl-C lands between .Call()s, within a second).
+
+sedr_train <- function(x, graph, mode, epochs, dec, options, device, n.threads, seed, verbose) {
+  opts <- unclass(options)
+  opts$epochs <- epochs
+  opts$dec <- dec
+  opts$seed <- seed
+  opts$n.threads <- n.threads
+  n <- nrow(x)
+  trainer <- unwrap_rust(.Call(
+    wrap__sedr_trainer_new, as.double(x), as.integer(n), as.integer(ncol(x)),
+    graph@p, graph@i, mode, opts, device
+  ))
+  total <- epochs + if (dec) options$dec.epochs else 0L
+  history <- vector("list", 0)
+  chunk <- 10L
+  done <- 0L
+  if (verbose) {
+    cli::cli_progress_bar("Training SEDR", total = total, clear = FALSE,
+                          format = "{cli::pb_bar} {cli::pb_current}/{cli::pb_total} epochs | loss {sprintf('%.4f', last_loss)} | ETA {cli::pb_eta}")
+  }
+  last_loss <- NA_real_
+  repeat {
+    t0 <- proc.time()[["elapsed"]]
+    res <- unwrap_rust(.Call(wrap__sedr_trainer_step, trainer, chunk))
+    history[[length(history) + 1]] <- as.data.frame(res[c("epoch", "phase", "total", "mse", "graph", "sce", "dec_kl")])
+    done <- done + length(res$epoch)
+    if (length(res$total)) last_loss <- res$total[length(res$total)]
+    if (verbose) cli::cli_progress_update(set = done)
+    if (isTRUE(res$done) || length(res$epoch) == 0) break
+    # Keep each chunk well under a second so Ctrl-C and progress stay responsive.
+    per_epoch <- (proc.time()[["elapsed"]] - t0) / max(1, length(res$epoch))
+    chunk <- as.integer(max(1, min(50, floor(0.5 / max(per_epoch, 1e-4)))))
+  }
+  if (verbose) cli::cli_progress_done()
+  out <- unwrap_rust(.Call(wrap__sedr_trainer_output, trainer, mode == "imputation"))
+  emb <- matrix(out$embedding, nrow = n, byrow = TRUE)
+  q <- if (!is.null(out$q)) matrix(out$q, nrow = n, byrow = TRUE) else NULL
+  recon <- if (!is.null(out$recon)) matrix(out$recon, nrow = n, byrow = TRUE) else NULL
+  losses <- do.call(rbind, history)
+  list(embedding = emb, q = q, recon = recon, losses = losses, device = out$device,
+       n.parameters = out$n_parameters)
+}
+
+# Seeded randomized PCA in the Rust core (libtorch); x is spots x features.
+sedr_pca <- function(x, npcs, seed, device = "cpu", n.threads = 1L) {
+  npcs <- min(npcs, nrow(x) - 1L, ncol(x))
+  res <- unwrap_rust(.Call(
+    wrap__sedr_pca, x, as.integer(nrow(x)), as.integer(ncol(x)), as.integer(npcs),
+    as.integer(seed), as.integer(n.threads), device
+  ))
+  scores <- matrix(res$scores, nrow = nrow(x))
+  dimnames(scores) <- list(rownames(x), paste0("PC_", seq_len(npcs)))
+  loadings <- matrix(res$loadings, nrow = ncol(x))
+  dimnames(loadings) <- list(colnames(x), paste0("PC_", seq_len(npcs)))
+  list(scores = scores, sdev = res$sdev / sqrt(max(1, nrow(x) - 1)), loadings = loadings)
+}
