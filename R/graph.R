@@ -40,10 +40,10 @@ BuildSpatialGraph <- function(coords, k.neighbors = 12, radius = NULL, group = N
   }
   group_int <- check_group(group, n)
   if (is.null(radius)) check_section_sizes(group_int, n, k)
-  check_count(n.threads, "n.threads", min = 1)
+  n.threads <- check_count(n.threads, "n.threads", min = 1)
   res <- unwrap_rust(.Call(
     wrap__sedr_build_graph, as.double(coords), as.integer(n), as.integer(ncol(coords)),
-    as.integer(k), if (is.null(radius)) -1 else as.double(radius), group_int
+    as.integer(k), if (is.null(radius)) -1 else as.double(radius), group_int, n.threads
   ))
   new("dgCMatrix",
     i = res$i, p = res$p, x = rep(1, length(res$i)), Dim = c(n, n),

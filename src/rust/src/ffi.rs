@@ -85,7 +85,7 @@ fn row_major(col: &[f64], n: usize, d: usize) -> Vec<f64> {
 
 /// @noRd
 #[extendr]
-fn sedr_build_graph(coords: &[f64], n: i32, dim: i32, k: i32, radius: f64, groups: Robj) -> Robj {
+fn sedr_build_graph(coords: &[f64], n: i32, dim: i32, k: i32, radius: f64, groups: Robj, threads: i32) -> Robj {
     guarded(|| {
         let (n, dim) = (n.max(0) as usize, dim.max(0) as usize);
         if coords.len() != n * dim {
@@ -94,7 +94,12 @@ fn sedr_build_graph(coords: &[f64], n: i32, dim: i32, k: i32, radius: f64, group
         let data = row_major(coords, n, dim);
         let how = if radius > 0.0 { Neighbours::Radius(radius) } else { Neighbours::Knn(k.max(0) as usize) };
         let g: Option<Vec<i32>> = if groups.is_null() { None } else { groups.as_integer_slice().map(|s| s.to_vec()) };
-        let graph = build_graph(&Coords { data: &data, dim }, g.as_deref(), how)?;
+        // A local pool bounds the neighbour search to `n.threads`.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1) as usize)
+            .build()
+            .map_err(|e| SedrError::Internal(format!("thread pool: {e}")))?;
+        let graph = pool.install(|| build_graph(&Coords { data: &data, dim }, g.as_deref(), how))?;
         let (indptr, indices, _) = graph.adj.into_raw_storage();
         let p: Vec<i32> = indptr.iter().map(|&v| v as i32).collect();
         let i: Vec<i32> = indices.iter().map(|&v| v as i32).collect();
