@@ -242,6 +242,28 @@ fn sedr_torch_info() -> Robj {
     })
 }
 
+/// @noRd
+#[extendr]
+fn sedr_lisi(x: &[f64], n: i32, d: i32, labels: List, perplexity: f64, threads: i32) -> Robj {
+    guarded(|| {
+        let (n, d) = (n.max(0) as usize, d.max(0) as usize);
+        if x.len() != n * d {
+            return Err(SedrError::input("embedding", "has the wrong size"));
+        }
+        let rows = row_major(x, n, d);
+        let labs: Vec<Vec<i32>> = labels
+            .values()
+            .map(|v| v.as_integer_slice().map(|s| s.to_vec()).ok_or_else(|| SedrError::input("labels", "must be integer codes")))
+            .collect::<Result<_>>()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1) as usize)
+            .build()
+            .map_err(|e| SedrError::Internal(format!("thread pool: {e}")))?;
+        let out = pool.install(|| crate::lisi::lisi(&rows, n, d, &labs, perplexity))?;
+        Ok(List::from_values(out).into())
+    })
+}
+
 /// Deliberate failures, so tests can check that R survives each kind.
 /// @noRd
 #[extendr]
@@ -266,4 +288,5 @@ extendr_module! {
     fn sedr_trainer_output;
     fn sedr_torch_info;
     fn sedr_fail;
+    fn sedr_lisi;
 }

@@ -10,6 +10,7 @@ pub mod device;
 pub mod error;
 pub mod graph;
 pub mod kmeans;
+pub mod lisi;
 pub mod loss;
 pub mod model;
 pub mod negatives;

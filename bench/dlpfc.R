@@ -1,0 +1,45 @@
+# Accuracy and speed of the default workflow (counts -> RunSEDR -> mclust EEE)
+# on DLPFC 151673 (7 layers) and STARmap (7 domains), several seeds.
+#   Rscript bench/dlpfc.R [n_seeds] [mclust_init_size]
+# Spots without a label are kept for training and dropped for scoring.
+# Prints one row per dataset and seed, then median / SD per dataset.
+suppressPackageStartupMessages(library(SEDR))
+source(file.path("bench", "common.R"))
+args <- commandArgs(trailingOnly = TRUE)
+n_seeds <- if (length(args) >= 1) as.integer(args[1]) else 5L
+init_size <- if (length(args) >= 2 && args[2] != "NULL") as.integer(args[2]) else NULL
+threads <- as.integer(Sys.getenv("SEDR_THREADS", "2"))
+sets <- list(
+  list(name = "dlpfc_151673", k = 12, G = 7, label = "layer"),
+  list(name = "starmap_mouse_vcortex", k = 6, G = 7, label = "layer")
+)
+rows <- list()
+for (s in sets) {
+  d <- read_dataset(data_dir(s$name))
+  if (is.null(d)) { cat("skip", s$name, "(data folder absent)\n"); next }
+  truth <- d$spots[[s$label]]
+  for (seed in seq_len(n_seeds) + 2022L) {
+    t0 <- proc.time()[["elapsed"]]
+    res <- RunSEDR(d$counts, coords = d$coords, k.neighbors = s$k, seed.use = seed,
+                   device = "cpu", n.threads = threads, verbose = FALSE,
+                   min.spots = if (ncol(d$counts) < 2000) 10 else 50)
+    t1 <- proc.time()[["elapsed"]]
+    cl <- SEDRClusters(res, n.clusters = s$G, seed.use = seed, mclust.init.size = init_size, verbose = FALSE)
+    t2 <- proc.time()[["elapsed"]]
+    m <- SpatialClusterMetrics(truth, cl)
+    rows[[length(rows) + 1]] <- data.frame(
+      dataset = s$name, seed = seed, ARI = m[["ARI"]], NMI = m[["NMI"]],
+      preprocess = res$timings[["preprocess"]], graph = res$timings[["graph"]],
+      train = res$timings[["train"]], cluster = t2 - t1, total = t2 - t0)
+    r <- rows[[length(rows)]]
+    cat(sprintf("| %s | %d | %.3f | %.3f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", r$dataset, r$seed, r$ARI, r$NMI,
+                r$preprocess, r$graph, r$train, r$cluster, r$total))
+  }
+}
+tab <- do.call(rbind, rows)
+cat("\n| dataset | seeds | median ARI | SD ARI | min–max ARI | median NMI | median total s | peak RSS MB |\n|---|---|---|---|---|---|---|---|\n")
+for (nm in unique(tab$dataset)) {
+  t <- tab[tab$dataset == nm, ]
+  cat(sprintf("| %s | %d | %.3f | %.3f | %.3f–%.3f | %.3f | %.2f | %.0f |\n", nm, nrow(t), median(t$ARI), stats::sd(t$ARI),
+              min(t$ARI), max(t$ARI), median(t$NMI), median(t$total), peak_rss_mb()))
+}
