@@ -154,7 +154,7 @@ RunSEDR.SingleCellExperiment <- function(object, assay.type = "counts", features
   if (is.null(rownames(xy))) rownames(xy) <- cells
   xy <- align_coords(xy, cells)
   group <- if (is.null(group.by)) NULL else {
-    if (!is.character(group.by) || !group.by %in% colnames(cd)) sedr_abort("must name a colData column.", arg = "group.by")
+    if (!is.character(group.by) || length(group.by) != 1 || !group.by %in% colnames(cd)) sedr_abort("must name a colData column.", arg = "group.by")
     cd[[group.by]]
   }
   input <- counts <- NULL

@@ -11,7 +11,8 @@ use crate::error::{Result, SedrError};
 use crate::graph::SpatialGraph;
 use crate::kmeans::kmeans;
 use crate::loss;
-use crate::model::SedrNet;
+use crate::loss::Pairs;
+use crate::model::{GraphOp, SedrNet};
 use crate::negatives::NegativeSampler;
 use crate::params::Params;
 use crate::rng::SplitMix64;
@@ -55,34 +56,15 @@ pub struct Trainer {
     net: SedrNet,
     opt: nn::Optimizer,
     x: Tensor,
-    adj: Tensor,
-    pos: (Tensor, Tensor),
+    adj: GraphOp,
+    pos: Pairs,
     sampler: NegativeSampler,
-    fixed_negatives: Option<(Tensor, Tensor)>,
+    fixed_negatives: Option<Pairs>,
     norm: f64,
     rng: SplitMix64,
     epoch: usize,
     target: Option<Tensor>,
     history: Vec<EpochLoss>,
-}
-
-/// Converts a CSR pattern with values into a coalesced sparse COO tensor.
-fn sparse_operator(g: &SpatialGraph, device: Device) -> Result<Tensor> {
-    let op = g.gcn_operator();
-    let n = g.n() as i64;
-    let mut rows = Vec::with_capacity(op.nnz());
-    let mut cols = Vec::with_capacity(op.nnz());
-    let mut vals = Vec::with_capacity(op.nnz());
-    for (i, r) in op.outer_iterator().enumerate() {
-        for (j, v) in r.iter() {
-            rows.push(i as i64);
-            cols.push(j as i64);
-            vals.push(*v as f32);
-        }
-    }
-    let idx = Tensor::stack(&[Tensor::from_slice(&rows), Tensor::from_slice(&cols)], 0);
-    let t = Tensor::f_sparse_coo_tensor_indices_size(&idx, &Tensor::from_slice(&vals), [n, n], (Kind::Float, Device::Cpu), true)?;
-    Ok(t.f_to_device(device)?)
 }
 
 impl Trainer {
@@ -110,21 +92,19 @@ impl Trainer {
             .f_view([d as i64, n as i64])?
             .transpose(0, 1)
             .to_kind(Kind::Float)
+            // Row-major: R's column-major layout would make every n × d
+            // elementwise op (MSE, SCE, the token add) a strided loop.
+            .contiguous()
             .f_to_device(device)?;
-        let adj = sparse_operator(graph, device)?;
+        let adj = GraphOp::new(graph, device)?;
         let (rows, cols) = graph.target_pairs();
-        let pos = (Tensor::from_slice(&rows).to_device(device), Tensor::from_slice(&cols).to_device(device));
-        let sampler = NegativeSampler::new(n as i64, &pos.0, &pos.1, params.neg_ratio);
+        let pos = Pairs::from_host(n, &rows, &cols, device);
+        let sampler = NegativeSampler::new(n as i64, &pos.src, &pos.dst, params.neg_ratio);
         let vs = nn::VarStore::new(device);
         let net = SedrNet::new(&vs.root(), d as i64, &params);
         let adam = nn::Adam { wd: params.weight_decay, ..Default::default() };
         let opt = adam.build(&vs, params.lr)?;
-        let fixed_negatives = if params.resample_negatives {
-            None
-        } else {
-            let neg = sampler.draw();
-            Some((neg.src, neg.dst))
-        };
+        let fixed_negatives = if params.resample_negatives { None } else { Some(sampler.draw()) };
         Ok(Trainer {
             norm: graph.gae_norm(),
             rng: SplitMix64::new(params.seed ^ 0x5EED_5EED),
@@ -188,16 +168,6 @@ impl Trainer {
         Ok(())
     }
 
-    fn negatives(&self) -> (Tensor, Tensor) {
-        match &self.fixed_negatives {
-            Some((s, d)) => (s.shallow_clone(), d.shallow_clone()),
-            None => {
-                let neg = self.sampler.draw();
-                (neg.src, neg.dst)
-            }
-        }
-    }
-
     fn one_epoch(&mut self) -> Result<EpochLoss> {
         let p = &self.params;
         let phase = self.phase();
@@ -209,38 +179,58 @@ impl Trainer {
             self.target = Some(loss::target_distribution(&q));
         }
         let p = &self.params;
-        let fw = self.net.forward(&self.x, &self.adj, true);
+        let mut fw = self.net.forward(&self.x, &self.adj, true);
+        let tape = fw.tape.take().ok_or_else(|| SedrError::Internal("training forward without a tape".into()))?;
         let mse = loss::mse(&fw.recon, &self.x);
-        let (ns, nd) = self.negatives();
-        let graph = loss::edge_bce(&fw.z, (&self.pos.0, &self.pos.1), Some((&ns, &nd)), self.norm)
-            + loss::vgae_kl(&fw.mu, &fw.log_sigma);
-        let mut total = &mse * p.rec_w + &graph * p.gcn_w;
-        let mut sce_v = 0.0;
-        let mut kl_v = 0.0;
+        // The edge BCE comes with its gradient (no autograd); the VGAE KL
+        // goes through autograd.
+        let drawn;
+        let neg = match &self.fixed_negatives {
+            Some(neg) => neg,
+            None => {
+                drawn = self.sampler.draw();
+                &drawn
+            }
+        };
+        let (bce, bce_grad) = loss::edge_bce_and_grad(&fw.z, &self.pos, Some(neg), self.norm);
+        let kl_vgae = loss::vgae_kl(&fw.mu, &fw.log_sigma);
+        let mut autograd_part = &mse * p.rec_w + &kl_vgae * p.gcn_w;
+        let zero = || Tensor::zeros([], (Kind::Float, self.device));
+        let (mut sce, mut kl) = (zero(), zero());
         match phase {
             Phase::Pretrain => {
-                if let Some((idx, xm)) = &fw.masked {
-                    let sce = loss::sce(&fw.recon.index_select(0, idx), &xm.index_select(0, idx), p.sce_alpha);
-                    sce_v = f64::try_from(&sce)?;
-                    total = total + sce * p.self_w;
+                if let Some((ind, n_mask, xm)) = &fw.masked {
+                    // Mean of the per-row SCE over the masked rows.
+                    sce = (loss::sce_rows(&fw.recon, xm, p.sce_alpha) * ind.squeeze_dim(1)).sum(Kind::Float) / (*n_mask as f64);
+                    autograd_part = autograd_part + &sce * p.self_w;
                 }
             }
             Phase::Dec => {
                 let target = self.target.as_ref().ok_or_else(|| SedrError::Internal("DEC target missing".into()))?;
-                let kl = loss::dec_kl(&self.net.soft_assign(&fw.z), target);
-                kl_v = f64::try_from(&kl)?;
-                total = total + kl * p.dec_kl_w;
+                kl = loss::dec_kl(&self.net.soft_assign(&fw.z), target);
+                autograd_part = autograd_part + &kl * p.dec_kl_w;
             }
         }
-        self.opt.backward_step(&total);
+        let graph = (&bce + &kl_vgae).detach();
+        let total = autograd_part.detach() + &bce * p.gcn_w;
+        // Backward: autograd for everything but the edge BCE, whose exact
+        // gradient enters through the surrogate <z, g> (value irrelevant).
+        let surrogate = &autograd_part + (&fw.z * (bce_grad * p.gcn_w)).sum(Kind::Float);
+        self.opt.zero_grad();
+        self.net.backward(&surrogate, tape, &self.adj);
+        self.opt.step();
+        // One device→host transfer for all the reported numbers.
+        let vals = Vec::<f64>::try_from(
+            Tensor::stack(&[total, mse.detach(), graph, sce.detach(), kl.detach()], 0).to_kind(Kind::Double).to_device(Device::Cpu),
+        )?;
         let rec = EpochLoss {
             epoch: self.epoch + 1,
             phase,
-            total: f64::try_from(&total)?,
-            mse: f64::try_from(&mse)?,
-            graph: f64::try_from(&graph)?,
-            sce: sce_v,
-            dec_kl: kl_v,
+            total: vals[0],
+            mse: vals[1],
+            graph: vals[2],
+            sce: vals[3],
+            dec_kl: vals[4],
         };
         if !rec.total.is_finite() {
             return Err(SedrError::Torch(format!(

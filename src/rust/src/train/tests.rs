@@ -236,137 +236,46 @@ fn profile_epoch_parts() {
     time("one_epoch (pretrain)", &mut || {
         t.one_epoch().unwrap();
     });
-    let fwd = |t: &Trainer| t.net.forward(&t.x, &t.adj, true);
-    let nn_ = n as i64;
-    let x200 = t.x.shallow_clone();
-    let w64 = Tensor::randn([200, 64], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-    time("mask: randperm+index_fill+add", &mut || {
-        let perm = Tensor::randperm(nn_, (Kind::Int64, Device::Cpu));
-        let idx = perm.narrow(0, 0, 2400);
-        let ind = Tensor::zeros([nn_, 1], (Kind::Float, Device::Cpu)).index_fill(0, &idx, 1.0);
-        let _ = &x200 + ind * &x200.narrow(0, 0, 1);
-    });
-    time("enc1 linear fwd", &mut || {
-        let _ = x200.mm(&w64);
-    });
-    let h = x200.mm(&w64);
-    time("dropout 3000x64", &mut || {
-        let _ = h.dropout(0.2, true);
-    });
-    time("elu 3000x64", &mut || {
-        let _ = h.elu();
-    });
-    time("randn 3000x16", &mut || {
-        let _ = Tensor::randn([nn_, 16], (Kind::Float, Device::Cpu));
-    });
-    time("dropout 3000x200", &mut || {
-        let _ = x200.dropout(0.2, true);
-    });
     time("forward train", &mut || {
-        let _ = fwd(&t);
+        let _ = t.net.forward(&t.x, &t.adj, true);
     });
-    time("forward eval no_grad", &mut || {
+    time("forward eval", &mut || {
         let _ = t.eval_z();
     });
     time("negatives draw", &mut || {
-        let _ = t.negatives();
+        let _ = t.sampler.draw();
     });
-    let (ns, nd) = t.negatives();
-    time("fwd+edge_bce fwd+bwd", &mut || {
-        let fw = fwd(&t);
-        let l = loss::edge_bce(&fw.z, (&t.pos.0, &t.pos.1), Some((&ns, &nd)), t.norm);
+    let neg = t.sampler.draw();
+    let z = t.eval_z();
+    time("edge_bce_and_grad", &mut || {
+        let _ = loss::edge_bce_and_grad(&z, &t.pos, Some(&neg), t.norm);
+    });
+    time("fwd + mse + backward", &mut || {
+        let mut fw = t.net.forward(&t.x, &t.adj, true);
+        let tape = fw.tape.take().unwrap();
+        let l = loss::mse(&fw.recon, &t.x);
+        t.net.backward(&l, tape, &t.adj);
+    });
+    time("fwd + mse + sce + backward", &mut || {
+        let mut fw = t.net.forward(&t.x, &t.adj, true);
+        let tape = fw.tape.take().unwrap();
+        let (ind, nm, xm) = fw.masked.as_ref().unwrap();
+        let l = loss::mse(&fw.recon, &t.x) + (loss::sce_rows(&fw.recon, xm, 3.0) * ind.squeeze_dim(1)).sum(Kind::Float) / (*nm as f64);
+        t.net.backward(&l, tape, &t.adj);
+    });
+    time("mse+sce fwd/bwd only (n x 200)", &mut || {
+        let r = t.x.detach().set_requires_grad(true);
+        let l = loss::mse(&r, &t.x) + loss::sce_rows(&r, &t.x, 3.0).sum(Kind::Float);
         l.backward();
     });
-    time("fwd+mse fwd+bwd", &mut || {
-        let fw = fwd(&t);
-        loss::mse(&fw.recon, &t.x).backward();
-    });
-    time("fwd+sum bwd", &mut || {
-        let fw = fwd(&t);
-        (fw.z.sum(Kind::Float) + fw.recon.sum(Kind::Float)).backward();
-    });
-    let h64 = Tensor::randn([n as i64, 64], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-    let h200 = Tensor::randn([n as i64, 200], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-    let h32 = Tensor::randn([n as i64, 32], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-    for (name, h) in [("64", &h64), ("200", &h200), ("32", &h32)] {
-        time(&format!("coo mm fwd d={name}"), &mut || {
-            let _ = tch::no_grad(|| t.adj.mm(h));
-        });
-        time(&format!("coo mm fwd+bwd d={name}"), &mut || {
-            t.adj.mm(h).sum(Kind::Float).backward();
-        });
-    }
-    time("dense mm 3000x200x64 fwd+bwd", &mut || {
-        let w = Tensor::randn([200, 64], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-        h200.mm(&w).sum(Kind::Float).backward();
-    });
-    t.opt.zero_grad();
-    time("zero_grad+step (opt only)", &mut || {
+    time("opt step", &mut || {
         t.opt.step();
     });
-}
-
-/// Times formulations of A·H (forward + backward to H) and checks they agree.
-#[test]
-#[ignore]
-fn profile_spmm_variants() {
-    let threads: usize = std::env::var("THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    let _g = crate::device::ThreadGuard::set(threads);
-    let (coords, _, _) = layered_tissue(55, 55, 7, 2, 1.5, 7);
-    let g = grid_graph(&coords, 12);
-    let n = g.n() as i64;
-    let coo = sparse_operator(&g, Device::Cpu).unwrap();
-    let op = g.gcn_operator();
-    let indptr: Vec<i64> = op.indptr().raw_storage().iter().map(|&v| v as i64).collect();
-    let cols: Vec<i64> = op.indices().iter().map(|&v| v as i64).collect();
-    let vals: Vec<f32> = op.data().iter().map(|&v| v as f32).collect();
-    let (indptr, cols, vals) = (Tensor::from_slice(&indptr), Tensor::from_slice(&cols), Tensor::from_slice(&vals));
-    let rows = Tensor::from_slice(&g.target_pairs().0);
-    let csr = Tensor::sparse_csr_tensor_crow_col_value_size(&indptr, &cols, &vals, [n, n], (Kind::Float, Device::Cpu));
-    let reps = 20;
-    let time = |name: &str, f: &mut dyn FnMut() -> Tensor| -> Tensor {
-        let out = f();
-        let t0 = std::time::Instant::now();
-        for _ in 0..reps {
-            let _ = f();
-        }
-        eprintln!("{name:<34} {:8.3} ms", t0.elapsed().as_secs_f64() * 1e3 / reps as f64);
-        out
-    };
-    for d in [16i64, 32, 64, 200] {
-        tch::manual_seed(1);
-        let h = Tensor::randn([n, d], (Kind::Float, Device::Cpu));
-        let gout = Tensor::randn([n, d], (Kind::Float, Device::Cpu));
-        let run = |f: &dyn Fn(&Tensor) -> Tensor| {
-            let x = h.detach().set_requires_grad(true);
-            let y = f(&x);
-            (&y * &gout).sum(Kind::Float).backward();
-            Tensor::cat(&[y.detach(), x.grad()], 0)
-        };
-        let r0 = time(&format!("d={d} coo"), &mut || run(&|x| coo.mm(x)));
-        time(&format!("d={d} baseline x*2"), &mut || run(&|x| x * 2.0));
-        time(&format!("d={d} csr fwd only"), &mut || tch::no_grad(|| csr.mm(&h)));
-        time(&format!("d={d} coo fwd only"), &mut || tch::no_grad(|| coo.mm(&h)));
-        time(&format!("d={d} ebag fwd only"), &mut || tch::no_grad(|| Tensor::embedding_bag(&h, &cols, &indptr, false, 0, false, Some(&vals), true).0));
-        time(&format!("d={d} dense h^T h"), &mut || tch::no_grad(|| h.transpose(0, 1).mm(&h)));
-        let variants: Vec<(&str, Box<dyn Fn(&Tensor) -> Tensor>)> = vec![
-            ("csr", Box::new(|x: &Tensor| csr.mm(x))),
-            ("csr sparse_mm_reduce sum", Box::new(|x: &Tensor| Tensor::internal_sparse_mm_reduce(&csr, x, "sum"))),
-            ("csr internal_sparse_mm", Box::new(|x: &Tensor| Tensor::internal_sparse_mm(&csr, x))),
-            ("embedding_bag", Box::new(|x: &Tensor| Tensor::embedding_bag(x, &cols, &indptr, false, 0, false, Some(&vals), true).0)),
-            ("gather+index_add", Box::new(|x: &Tensor| {
-                (x.index_select(0, &cols) * vals.unsqueeze(1)).zeros_like().narrow(0, 0, n).index_add(0, &rows, &(x.index_select(0, &cols) * vals.unsqueeze(1)))
-            })),
-            ("gather+segment_reduce", Box::new(|x: &Tensor| {
-                Tensor::segment_reduce(&(x.index_select(0, &cols) * vals.unsqueeze(1)), "sum", None::<&Tensor>, None::<&Tensor>, Some(&indptr), 0, false, 0.0)
-            })),
-        ];
-        for (name, f) in &variants {
-            let r = time(&format!("d={d} {name}"), &mut || run(f.as_ref()));
-            let err = f64::try_from((&r - &r0).abs().max()).unwrap();
-            eprintln!("{:<34} max |diff| {err:.2e}", "");
-        }
-    }
+    let x200 = t.x.shallow_clone();
+    let w64 = Tensor::randn([64, 200], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    time("x.matmul(W^T) 3025x200x64 fwd+bwd", &mut || {
+        x200.matmul(&w64.tr()).sum(Kind::Float).backward();
+    });
 }
 
 #[test]
