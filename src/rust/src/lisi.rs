@@ -175,9 +175,17 @@ mod tests {
                 mixed.push(lab);
             }
         }
-        let m = lisi(&x, 800, 2, &[mixed], 10.0).unwrap();
-        assert!(m[0].iter().all(|&v| v > 1.8 && v <= 2.0 + 1e-9), "{:?}", &m[0][..4]);
-        assert!(m[0].iter().sum::<f64>() / 800.0 > 1.9);
+        // Perplexity 11: k = 33 neighbours = the twin + 16 whole pairs.
+        let m = lisi(&x, 800, 2, &[mixed], 11.0).unwrap();
+        let nn = knn(&x, 800, 2, 33).unwrap();
+        for i in [0usize, 1, 37, 420, 799] {
+            let (d2, idx) = &nn[i];
+            assert_eq!(idx[0], i ^ 1, "the twin is the nearest neighbour");
+            let w0 = perplexity_weights(d2, 11.0)[0];
+            let want = 2.0 / (1.0 + w0 * w0);
+            assert!((m[0][i] - want).abs() < 1e-9, "spot {i}: {} vs {want}", m[0][i]);
+        }
+        assert!(m[0].iter().all(|&v| v > 1.5 && v <= 2.0 + 1e-9));
         // Perfectly separated: two far-apart blobs, LISI exactly 1.
         let n = 400;
         let mut far = Vec::new();
