@@ -50,7 +50,11 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
     emb <- SeuratObject::Embeddings(object, reduction)
     q <- SeuratObject::Misc(object[[reduction]], slot = "dec.q")
   } else if (methods::is(object, "SingleCellExperiment")) {
-    emb <- SingleCellExperiment::reducedDim(object, if (reduction == "sedr") "SEDR" else reduction)
+    rd <- if (reduction == "sedr") "SEDR" else reduction
+    if (!rd %in% SingleCellExperiment::reducedDimNames(object)) {
+      sedr_abort(sprintf("\"%s\" is not a reducedDim of this object; run RunSEDR() first.", rd), arg = "reduction")
+    }
+    emb <- SingleCellExperiment::reducedDim(object, rd)
     q <- S4Vectors_metadata(object)$SEDR$dec.q
   } else if (inherits(object, "sedr_result")) {
     emb <- object$embedding
@@ -129,6 +133,10 @@ cluster_mclust <- function(emb, G, seed, init.size, verbose, max.fit = 50000L) {
       used <- "mclust VVI"
     }
     if (is.null(fit)) {
+      distinct <- nrow(unique(data))
+      if (distinct < G) {
+        sedr_abort(sprintf("(%d) exceeds the number of distinct embedding points (%d).", G, distinct), arg = "n.clusters")
+      }
       km <- stats::kmeans(data, centers = G, nstart = 10)
       labels <- km$cluster
       used <- "k-means"
@@ -155,7 +163,10 @@ cluster_graph <- function(emb, G, method, seed, verbose) {
   nn <- Seurat::FindNeighbors(emb, verbose = FALSE)$snn
   algo <- if (method == "louvain") 1 else 4
   count <- function(res) {
-    cl <- Seurat::FindClusters(nn, resolution = res, algorithm = algo, random.seed = seed %||% 0, verbose = FALSE)[[1]]
+    cl <- tryCatch(
+      Seurat::FindClusters(nn, resolution = res, algorithm = algo, random.seed = seed %||% 0, verbose = FALSE)[[1]],
+      error = function(e) sedr_abort(sprintf("%s clustering failed (%s); use method = \"louvain\" or \"mclust\".",
+                                             method, conditionMessage(e)), kind = "dependency", arg = "method"))
     list(k = length(unique(cl)), cl = cl)
   }
   lo <- 0.01; hi <- 3

@@ -1,0 +1,176 @@
+# SEDRClusters(): mclust (with its fallbacks), leiden/louvain and DEC labels.
+
+tiny_opts <- function() SEDROptions(dec.epochs = 10, dec.interval = 5, kmeans.restarts = 2)
+
+sim <- SimulateSpatialTissue(n.rows = 12, n.cols = 12, n.genes = 200)
+res <- RunSEDR(sim$counts, coords = sim$coords, epochs = 30, n.hvg = 100, npcs = 20,
+               min.spots = 5, verbose = FALSE, device = "cpu", options = tiny_opts())
+n_spots <- ncol(sim$counts)
+
+# Two well-separated groups in the first coordinate, with exactly degenerate
+# columns: a duplicate of the first and a constant. mclust's EEE model has a
+# singular covariance here and returns NULL.
+degenerate_embedding <- function(n = 60) {
+  set.seed(11)
+  a <- c(rnorm(n / 2, 0), rnorm(n / 2, 6))
+  b <- rnorm(n)
+  emb <- cbind(a, a, 1, b)
+  rownames(emb) <- paste0("s", seq_len(n))
+  emb
+}
+
+test_that("mclust on a sedr_result gives one label per spot", {
+  cl <- SEDRClusters(res, n.clusters = 5, verbose = FALSE)
+  expect_true(is.factor(cl))
+  expect_length(cl, n_spots)
+  expect_identical(names(cl), rownames(res$embedding))
+  expect_false(anyNA(cl))
+  expect_lte(nlevels(cl), 5)
+  expect_gte(nlevels(cl), 2)
+  # Same seed, same labels; the user's RNG stream is left alone.
+  set.seed(99)
+  before <- stats::runif(1)
+  set.seed(99)
+  cl2 <- SEDRClusters(res, n.clusters = 5, verbose = FALSE)
+  after <- stats::runif(1)
+  expect_identical(cl, cl2)
+  expect_identical(before, after)
+  expect_message(SEDRClusters(res, n.clusters = 5, verbose = TRUE), "mclust EEE")
+})
+
+test_that("mclust on a plain matrix works, also with a subset initialisation", {
+  emb <- res$embedding
+  cl <- SEDRClusters(emb, n.clusters = 4, verbose = FALSE)
+  expect_length(cl, nrow(emb))
+  expect_identical(names(cl), rownames(emb))
+  expect_lte(nlevels(cl), 4)
+  # The matrix and the sedr_result give the same labels.
+  expect_identical(cl, SEDRClusters(res, n.clusters = 4, verbose = FALSE))
+  sub <- SEDRClusters(emb, n.clusters = 4, mclust.init.size = 80, verbose = FALSE)
+  expect_length(sub, nrow(emb))
+  expect_false(anyNA(sub))
+  # A clean two-group matrix is recovered exactly.
+  set.seed(3)
+  two <- rbind(matrix(rnorm(60, 0), 30), matrix(rnorm(60, 8), 30))
+  rownames(two) <- paste0("p", 1:60)
+  lab <- SEDRClusters(two, n.clusters = 2, verbose = FALSE)
+  expect_equal(unname(SpatialClusterMetrics(rep(1:2, each = 30), lab)["ARI"]), 1)
+})
+
+test_that("a NULL EEE fit falls back with a sedr_warning_mclust and labels every spot", {
+  emb <- degenerate_embedding()
+  # The guard is needed: mclust itself gives no EEE fit on this embedding.
+  raw <- tryCatch(suppressWarnings(mclust::Mclust(emb, G = 2, modelNames = "EEE", verbose = FALSE)),
+                  error = function(e) NULL)
+  expect_null(raw)
+  expect_warning(cl <- SEDRClusters(emb, n.clusters = 2, verbose = FALSE),
+                 class = "sedr_warning_mclust", regexp = "principal directions")
+  expect_length(cl, nrow(emb))
+  expect_false(anyNA(cl))
+  expect_identical(names(cl), rownames(emb))
+  # EEE is affine-invariant, so the fallback still finds the two groups.
+  expect_equal(unname(SpatialClusterMetrics(rep(1:2, each = 30), cl)["ARI"]), 1)
+
+  # Exactly collinear columns (no duplicate, no constant) hit the same guard.
+  col <- cbind(emb[, 1], 2 * emb[, 1] + 1, emb[, 4], emb[, 1] - emb[, 4])
+  rownames(col) <- rownames(emb)
+  expect_warning(cl2 <- SEDRClusters(col, n.clusters = 2, verbose = FALSE), class = "sedr_warning_mclust")
+  expect_length(cl2, nrow(col))
+  expect_false(anyNA(cl2))
+})
+
+test_that("when no mclust model fits, k-means labels every spot with a warning", {
+  # Three distinct positions only, all on one line: every mclust model is
+  # singular, so the labels come from k-means.
+  emb <- matrix(1, 60, 3, dimnames = list(paste0("s", 1:60), NULL))
+  emb[, 1] <- emb[, 2] <- rep(1:3, 20)
+  expect_warning(cl <- SEDRClusters(emb, n.clusters = 3, verbose = FALSE),
+                 class = "sedr_warning_mclust", regexp = "k-means")
+  expect_length(cl, 60)
+  expect_false(anyNA(cl))
+  expect_equal(unname(SpatialClusterMetrics(rep(1:3, 20), cl)["ARI"]), 1)
+})
+
+test_that("method = 'dec' needs a DEC run", {
+  cl <- SEDRClusters(res, method = "dec", verbose = FALSE)
+  expect_true(is.factor(cl))
+  expect_length(cl, n_spots)
+  expect_identical(names(cl), rownames(res$embedding))
+  expect_equal(as.integer(as.character(cl)), max.col(res$dec.q, ties.method = "first"))
+  expect_lte(nlevels(cl), tiny_opts()$dec.clusters)
+  # n.clusters is not needed (nor checked) for DEC.
+  expect_identical(SEDRClusters(res, n.clusters = 1, method = "dec", verbose = FALSE), cl)
+
+  no_dec <- RunSEDR(sim$counts, coords = sim$coords, epochs = 10, dec = FALSE, n.hvg = 100,
+                    npcs = 20, min.spots = 5, verbose = FALSE, device = "cpu", options = tiny_opts())
+  expect_null(no_dec$dec.q)
+  expect_error(SEDRClusters(no_dec, method = "dec", verbose = FALSE),
+               class = "sedr_error_input", regexp = "dec")
+  expect_error(SEDRClusters(res$embedding, method = "dec", verbose = FALSE),
+               class = "sedr_error_input", regexp = "method")
+})
+
+test_that("invalid n.clusters, objects and arguments are input errors", {
+  expect_error(SEDRClusters(res, n.clusters = 1, verbose = FALSE),
+               class = "sedr_error_input", regexp = "n.clusters")
+  expect_error(SEDRClusters(res, n.clusters = 0, verbose = FALSE),
+               class = "sedr_error_input", regexp = "n.clusters")
+  expect_error(SEDRClusters(res, n.clusters = n_spots + 1, verbose = FALSE),
+               class = "sedr_error_input", regexp = "n.clusters")
+  expect_error(SEDRClusters(res, n.clusters = 2.5, verbose = FALSE),
+               class = "sedr_error_input", regexp = "n.clusters")
+  expect_error(SEDRClusters(res, verbose = FALSE), regexp = "n.clusters")
+  bad <- res$embedding
+  bad[2, 3] <- NA
+  expect_error(SEDRClusters(bad, n.clusters = 3, verbose = FALSE),
+               class = "sedr_error_input", regexp = "object")
+  expect_error(SEDRClusters(list(1, 2), n.clusters = 3, verbose = FALSE),
+               class = "sedr_error_input", regexp = "object")
+  expect_error(SEDRClusters(res, n.clusters = 3, verbose = FALSE, ncluster = 3),
+               class = "sedr_error_input", regexp = "unknown argument")
+  expect_error(SEDRClusters(res, n.clusters = 3, method = "hdbscan", verbose = FALSE))
+})
+
+test_that("Seurat objects: labels in meta.data; a missing reduction is an error", {
+  skip_if_not_installed("SeuratObject")
+  obj <- SimulationToSeurat(sim)
+  expect_error(SEDRClusters(obj, n.clusters = 3, verbose = FALSE),
+               class = "sedr_error_input", regexp = "reduction")
+  obj[["sedr"]] <- SeuratObject::CreateDimReducObject(
+    embeddings = `colnames<-`(res$embedding, paste0("SEDR_", 1:32)), key = "SEDR_",
+    assay = "Spatial", misc = list(dec.q = res$dec.q)
+  )
+  out <- SEDRClusters(obj, n.clusters = 5, verbose = FALSE)
+  expect_identical(unname(out$sedr_clusters), unname(SEDRClusters(res, n.clusters = 5, verbose = FALSE)))
+  dec <- SEDRClusters(obj, method = "dec", col.name = "dec", verbose = FALSE)
+  expect_identical(unname(dec$dec), unname(SEDRClusters(res, method = "dec", verbose = FALSE)))
+})
+
+test_that("louvain and leiden hit the requested number of clusters", {
+  skip_if_not_installed("Seurat")
+  for (k in c(3, 5)) {
+    cl <- SEDRClusters(res, n.clusters = k, method = "louvain", verbose = FALSE)
+    expect_length(cl, n_spots)
+    expect_identical(names(cl), rownames(res$embedding))
+    expect_equal(nlevels(cl), k)
+    expect_false(anyNA(cl))
+  }
+  # Leiden needs the Python leidenalg module in Seurat 4.
+  leiden_ok <- tryCatch({
+    Seurat::FindClusters(Seurat::FindNeighbors(res$embedding[, 1:5], verbose = FALSE)$snn,
+                         algorithm = 4, verbose = FALSE)
+    TRUE
+  }, error = function(e) FALSE)
+  skip_if_not(leiden_ok, "Leiden is not available (leidenalg)")
+  cl <- SEDRClusters(res, n.clusters = 4, method = "leiden", verbose = FALSE)
+  expect_equal(nlevels(cl), 4)
+  expect_length(cl, n_spots)
+})
+
+test_that("clusters after a short run agree with the simulated domains", {
+  cl <- SEDRClusters(res, n.clusters = nlevels(sim$domain), verbose = FALSE)
+  m <- SpatialClusterMetrics(sim$domain, cl)
+  expect_true(is.finite(m[["ARI"]]))
+  expect_gt(m[["ARI"]], 0)
+  expect_lte(m[["ARI"]], 1)
+})
