@@ -12,7 +12,7 @@
 #' The k-d tree search (Rust, kiddo, parallel) needs memory linear in the
 #' number of spots; one million spots take a few seconds.
 #'
-#' @param coords A numeric matrix or data frame with 2 or 3 columns (x, y[, z]),
+#' @param coords A numeric matrix or data frame with 2 or 3 columns (x, y and optionally z),
 #'   one row per spot. Row names, when present, name the spots.
 #' @param k.neighbors Number of nearest neighbours (default 12, as the SEDR
 #'   Visium tutorials).
@@ -55,7 +55,7 @@ BuildSpatialGraph <- function(coords, k.neighbors = 12, radius = NULL, group = N
 check_coords <- function(coords, arg = "coords") {
   if (is.data.frame(coords)) {
     if (!all(vapply(coords, is.numeric, logical(1)))) {
-      sedr_abort("must contain only numeric columns (x, y[, z]).", arg = arg)
+      sedr_abort("must contain only numeric columns (x, y and optionally z).", arg = arg)
     }
     coords <- as.matrix(coords)
   }
@@ -64,7 +64,7 @@ check_coords <- function(coords, arg = "coords") {
   }
   if (nrow(coords) < 1) sedr_abort("has no spots.", arg = arg)
   if (!ncol(coords) %in% 2:3) {
-    sedr_abort(sprintf("must have 2 or 3 columns (x, y[, z]); it has %d.", ncol(coords)), arg = arg)
+    sedr_abort(sprintf("must have 2 or 3 columns (x, y and optionally z); it has %d.", ncol(coords)), arg = arg)
   }
   if (any(!is.finite(coords))) {
     bad <- which(rowSums(!is.finite(coords)) > 0)

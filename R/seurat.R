@@ -3,9 +3,11 @@
 
 get_counts <- function(object, assay) {
   if (utils::packageVersion("SeuratObject") >= "5.0.0") {
-    layers <- SeuratObject::Layers(object[[assay]], search = "counts")
-    if (length(layers) > 1) object[[assay]] <- SeuratObject::JoinLayers(object[[assay]], layers = "counts")
-    SeuratObject::LayerData(object, assay = assay, layer = "counts")
+    # Looked up at run time: these functions do not exist in SeuratObject 4.
+    v5 <- function(f) getExportedValue("SeuratObject", f)
+    layers <- v5("Layers")(object[[assay]], search = "counts")
+    if (length(layers) > 1) object[[assay]] <- v5("JoinLayers")(object[[assay]], layers = "counts")
+    v5("LayerData")(object, assay = assay, layer = "counts")
   } else {
     SeuratObject::GetAssayData(object, slot = "counts", assay = assay)
   }
