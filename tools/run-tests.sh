@@ -6,6 +6,8 @@ set -u
 cd "$(dirname "$0")/.."
 : "${LIBTORCH:?LIBTORCH must point at libtorch}" "${RLIB:?RLIB must point at the R library}"
 mkdir -p out
+# The full suite (CRAN-skipped tests included) runs here.
+export NOT_CRAN=true
 echo "== cargo test (Rust core)"
 env -u LIBTORCH_USE_PYTORCH LIBTORCH_CXX11_ABI=1 cargo test --release -p sedr 2>&1 | tee out/cargo-test.log | grep -E '^test |test result|panicked|error' 
 rust_pass=$(grep -Eo '[0-9]+ passed' out/cargo-test.log | awk '{s+=$1} END {print s+0}')
