@@ -16,8 +16,14 @@
 #' @return A data frame with one LISI column per label set, one row per spot.
 #' @export
 #' @examples
+#' set.seed(1)
 #' emb <- matrix(rnorm(400), ncol = 2)
+#' # Labels at random: well mixed, LISI close to 2.
 #' summary(ComputeLISI(emb, rep(c("a", "b"), 100), perplexity = 10))
+#' # Labels that follow the first dimension: separated, LISI close to 1.
+#' lab <- data.frame(random = rep(c("a", "b"), 100),
+#'                   split = ifelse(emb[, 1] > 0, "right", "left"))
+#' colMeans(ComputeLISI(emb, lab, perplexity = 10))
 ComputeLISI <- function(embedding, labels, perplexity = 30, n.threads = 1) {
   if (!is.matrix(embedding) || !is.numeric(embedding)) {
     sedr_abort("must be a numeric matrix (spots x dimensions).", arg = "embedding")

@@ -37,6 +37,8 @@
 #' sim <- SimulateSpatialTissue(n.rows = 10, n.cols = 10, n.genes = 100,
 #'                              n.domains = 3, markers.per.domain = 5)
 #' SEDRSpatialPlot(sim$coords, labels = sim$domain)
+#' # A simulation directly (its true domains), with colours of your own.
+#' SEDRSpatialPlot(sim, palette = c("grey70", "steelblue", "darkorange"))
 #' @export
 SEDRSpatialPlot <- function(object, group.by = "sedr_clusters", coords = NULL,
                             labels = NULL, pt.size = NULL, palette = NULL) {
@@ -93,6 +95,13 @@ SEDRSpatialPlot <- function(object, group.by = "sedr_clusters", coords = NULL,
 #'                      total = exp(-(1:50) / 10) + 0.1,
 #'                      mse = exp(-(1:50) / 12) + 0.05)
 #' SEDRLossPlot(losses)
+#'
+#' # The history RunSEDR() records (also Misc(obj[["sedr"]])$losses in Seurat).
+#' sim <- SimulateSpatialTissue(n.rows = 12, n.cols = 12, n.genes = 200)
+#' res <- RunSEDR(sim$counts, coords = sim$coords, epochs = 20,
+#'                options = SEDROptions(dec.epochs = 20), n.hvg = 100,
+#'                npcs = 20, min.spots = 5, verbose = FALSE)
+#' SEDRLossPlot(res$losses)
 #' @export
 SEDRLossPlot <- function(losses) {
   long <- .losses_long(losses)
@@ -233,7 +242,9 @@ SEDRLossPlot <- function(losses) {
     sedr_abort(paste0("has length ", length(labels), " but there are ", n,
                       " spots; give one label per spot."), arg = "labels")
   }
-  lab <- if (is.factor(labels)) droplevels(labels) else {
+  # Factor levels are kept (even unused ones) so a domain keeps its colour
+  # when a subset, e.g. one section, is plotted.
+  lab <- if (is.factor(labels)) labels else {
     u <- sort(unique(labels[!is.na(labels)]))
     factor(labels, levels = u)
   }
