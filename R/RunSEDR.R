@@ -9,10 +9,19 @@
 #' model's input: keep genes detected in >= `min.spots` spots with >=
 #' `min.counts` counts; counts per million (no log); the `n.hvg` most variable
 #' genes (Seurat v3 VST on the raw counts); z-score every gene (no clipping);
-#' PCA to `npcs` components (seeded randomized SVD in the Rust core). Pass
-#' `reduction` to use an existing reduction instead (e.g. your own PCA).
-#' `mode = "imputation"` trains on the scaled genes themselves (no PCA) and
-#' also returns the denoised expression.
+#' PCA to `npcs` components (seeded randomized SVD in the Rust core). The
+#' counts stay sparse throughout: the z-scoring is implicit in a sparse PCA,
+#' so the spots x genes matrix is never dense (a million spots x 2000 genes
+#' fits in a few GB). Pass `reduction` to use an existing reduction instead
+#' (e.g. your own PCA). `mode = "imputation"` trains on the scaled genes
+#' themselves (dense; no PCA) and also returns the denoised expression.
+#'
+#' **Memory.** Before training (and, in clustering mode, before the
+#' preprocessing), the peak memory of training is estimated and compared
+#' with the available memory (`MemAvailable` on Linux, or a cgroup limit);
+#' if it does not fit, RunSEDR stops with an error of class
+#' `sedr_error_memory` that gives both numbers, before anything is modified.
+#' `options(SEDR.memory.limit = <bytes>)` sets the limit instead.
 #'
 #' **Reproducibility.** `seed.use` (default 42) seeds R's generator, from
 #' which one integer seed is drawn for everything in the Rust core (weights,
@@ -40,6 +49,22 @@
 #' res <- RunSEDR(sim$counts, coords = sim$coords, epochs = 20, dec = FALSE,
 #'                n.hvg = 100, npcs = 20, min.spots = 5, verbose = FALSE)
 #' dim(res$embedding)
+#' res
+#' head(res$losses, 3)
+#'
+#' # Seurat: counts in the default assay, coordinates in meta.data x and y.
+#' if (requireNamespace("SeuratObject", quietly = TRUE)) {
+#'   obj <- SimulationToSeurat(sim)
+#'   obj <- RunSEDR(obj, epochs = 20, dec = FALSE, n.hvg = 100, npcs = 20,
+#'                  min.spots = 5, verbose = FALSE)
+#'   obj <- SEDRClusters(obj, n.clusters = 5, verbose = FALSE)
+#'   table(obj$domain, obj$sedr_clusters)
+#' }
+#'
+#' # Denoising: the reconstruction of the scaled genes, back on the CPM scale.
+#' imp <- RunSEDR(sim$counts, coords = sim$coords, mode = "imputation",
+#'                epochs = 20, n.hvg = 50, min.spots = 5, verbose = FALSE)
+#' dim(imp$denoised$expression)
 RunSEDR <- function(object, ...) {
   UseMethod("RunSEDR")
 }
@@ -166,15 +191,22 @@ check_device <- function(device) {
 }
 
 check_counts_values <- function(counts) {
-  x <- counts@x
-  if (anyNA(x) || any(!is.finite(x))) {
-    sedr_abort("contains NA, NaN or Inf counts; remove or fix them.", arg = "object")
+  # In blocks of entries, so the temporaries stay small at millions of spots.
+  nnz <- length(counts@x)
+  block <- 2^24
+  for (start in seq(1, max(nnz, 1), by = block)) {
+    x <- counts@x[seq.int(start, length.out = min(block, nnz - start + 1))]
+    if (anyNA(x) || any(!is.finite(x))) {
+      sedr_abort("contains NA, NaN or Inf counts; remove or fix them.", arg = "object")
+    }
+    if (any(x < 0)) sedr_abort("contains negative values; raw counts (>= 0) are needed.", arg = "object")
+    if (any(x != round(x))) {
+      sedr_abort("contains non-integer values; the built-in recipe needs raw counts. Pass normalised data through `reduction`, or round it.",
+                 arg = "object")
+    }
+    if (nnz > block) invisible(gc(verbose = FALSE, full = TRUE))
   }
-  if (any(x < 0)) sedr_abort("contains negative values; raw counts (>= 0) are needed.", arg = "object")
-  if (any(x != round(x))) {
-    sedr_abort("contains non-integer values; the built-in recipe needs raw counts. Pass normalised data through `reduction`, or round it.",
-               arg = "object")
-  }
+  rm(x)
   zero <- which(Matrix::colSums(counts) == 0)
   if (length(zero)) {
     sedr_abort(sprintf("has %d spot(s) with no counts (e.g. \"%s\"); remove them first.",
@@ -218,11 +250,23 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
     sedr_abort(sprintf("(%d) exceeds the number of spots (%d).", options$dec.clusters, n), arg = "dec.clusters")
   }
 
-  # 1. Model input.
+  # Where the model will live, for the memory guard.
+  train_device <- if (device == "auto") (if (isTRUE(SEDRBackendInfo()$cuda_available)) "cuda" else "cpu") else device
+  # A first memory check before the (long) preprocessing, with what is known
+  # now: a lower bound of the graph (n x k) and at most npcs / n.hvg inputs.
+  if (is.null(input) && mode == "clustering" && is.numeric(npcs) && length(npcs) == 1 && is.finite(npcs)) {
+    check_memory(n, nrow(counts), min(npcs, nrow(counts), n - 1), n * k.neighbors, mode, train_device,
+                 options = options, dec = dec)
+  }
+
+  # 1. Model input. Clustering: the sparse recipe and a sparse PCA (the
+  # spots x genes matrix is never dense). Imputation trains on the scaled
+  # genes themselves, which are dense.
   t0 <- tic()
   prep <- NULL
   if (is.null(input)) {
     check_counts_values(counts)
+    dense <- mode == "imputation"
     if (!is.null(features)) {
       features <- unique(as.character(features))
       unknown <- setdiff(features, rownames(counts))
@@ -231,18 +275,28 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
       }
       if (length(features) < 2) sedr_abort("needs at least 2 genes.", arg = "features")
       counts <- counts[features, , drop = FALSE]
-      prep <- .preprocess_counts(counts, n.hvg = length(features), min.spots = 0, min.counts = 0)
+      prep <- .preprocess_counts(counts, n.hvg = length(features), min.spots = 0, min.counts = 0, dense = dense)
     } else {
       n.hvg <- check_count(n.hvg, "n.hvg", min = 2)
-      prep <- .preprocess_counts(counts, n.hvg = n.hvg, min.spots = min.spots, min.counts = min.counts)
+      prep <- .preprocess_counts(counts, n.hvg = n.hvg, min.spots = min.spots, min.counts = min.counts,
+                                 dense = dense)
     }
-    x <- prep$scaled
+    rm(counts)
     if (mode == "clustering") {
       npcs <- check_count(npcs, "npcs", min = 2)
-      pcs <- sedr_pca(x, npcs, seed = seed, device = "cpu", n.threads = n.threads)
+      # Give the recipe's temporaries back before the Rust core allocates
+      # outside R's heap (GBs at a million spots).
+      if (n >= 1e5) invisible(gc(verbose = FALSE))
+      pcs <- sedr_pca_sparse(prep$norm, center = prep$center,
+                             scale = ifelse(prep$constant, 0, prep$scale), npcs = npcs,
+                             seed = seed, device = "cpu", n.threads = n.threads)
+      prep$norm <- NULL
       x <- pcs$scores
+      rm(pcs)
       say("Preprocessed %d spots: %d genes, %d PCs.", n, length(prep$features), ncol(x))
     } else {
+      x <- prep$scaled
+      prep$scaled <- NULL
       say("Preprocessed %d spots: %d scaled genes (imputation input).", n, length(prep$features))
     }
   } else {
@@ -261,6 +315,9 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
       if (is.null(group)) "" else sprintf(", %d sections, no edge across them", length(unique(group))))
 
   # 3. Training.
+  if (n >= 1e5) invisible(gc(verbose = FALSE))
+  check_memory(n, if (is.null(prep)) ncol(x) else length(prep$features), ncol(x),
+               length(graph@i), mode, train_device, options = options, dec = dec)
   t0 <- tic()
   info <- SEDRBackendInfo()
   say("Training on %s (%d thread%s): %d epochs%s.",

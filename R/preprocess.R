@@ -4,8 +4,11 @@
 #   sc.pp.highly_variable_genes(flavor = "seurat_v3", layer = "count",
 #                               n_top_genes = 2000)
 #   sc.pp.scale()
-# All helpers take a genes x spots count matrix and stay sparse until the
-# final scaling, which has to be dense (centred data have no zeros).
+# All helpers take a genes x spots count matrix and stay sparse. The scaling
+# is dense only where the scaled genes themselves are needed (imputation:
+# centred data have no zeros); for PCA it stays implicit: per-gene moments
+# from the nonzeros (.gene_moments) and a sparse PCA of (x - center) / scale
+# in the Rust core (sedr_pca_sparse), O(nnz) memory instead of spots x genes.
 
 # Coerce any matrix-like input to a dgCMatrix (double, general, column
 # compressed), which the helpers below read slot by slot.
@@ -25,7 +28,7 @@
 # Number of spots in which each gene (row) is detected, from the slots, in
 # O(nnz). Explicit zeros stored in the matrix are not counted.
 .row_detected <- function(x) {
-  tabulate(x@i[x@x != 0] + 1L, nbins = nrow(x))
+  .row_sums_by_block(x, function(v, rows) as.numeric(v != 0))
 }
 
 # Keep genes detected in >= min.spots spots and with >= min.counts counts.
@@ -33,15 +36,26 @@
   counts <- .as_dgc(counts)
   keep <- .row_detected(counts) >= min.spots &
     Matrix::rowSums(counts) >= min.counts
+  if (all(keep)) return(counts)  # no copy
   counts[keep, , drop = FALSE]
 }
 
 # Counts per million per spot (no log); stays sparse. Spots without counts
-# have no stored entries, so nothing is divided by zero.
-.cpm <- function(counts) {
+# have no stored entries, so nothing is divided by zero. `totals` (one per
+# spot) replaces the column sums, e.g. those of a larger gene set.
+.cpm <- function(counts, totals = NULL) {
   counts <- .as_dgc(counts)
-  totals <- Matrix::colSums(counts)
-  counts@x <- counts@x / rep.int(totals, diff(counts@p)) * 1e6
+  if (is.null(totals)) totals <- Matrix::colSums(counts)
+  # One new value vector, filled a block of spots at a time.
+  x <- numeric(length(counts@x))
+  blocks <- .column_blocks(counts)
+  for (k in seq_len(nrow(blocks))) {
+    b <- .block(counts, blocks, k)
+    if (!length(b$idx)) next
+    x[b$idx] <- counts@x[b$idx] / rep.int(totals[b$cols], diff(b$p)) * 1e6
+    .drop_block_garbage(blocks)
+  }
+  counts@x <- x
   counts
 }
 
@@ -64,10 +78,8 @@
   n_genes <- nrow(counts)
 
   # Row moments from the nonzeros only.
-  row_idx <- counts@i + 1L
-  vals <- counts@x
   mu <- Matrix::rowSums(counts) / n_spots
-  sum_sq <- .row_sums_of(counts, vals^2)
+  sum_sq <- .row_sums_by_block(counts, function(v, rows) v^2)
   variance <- pmax((sum_sq - n_spots * mu^2) / (n_spots - 1), 0)
 
   not_const <- variance > 0
@@ -93,12 +105,13 @@
   # z = (x - mean) / sd_expected. Nonzeros are summed explicitly; every
   # zero contributes (mean / sd)^2 (z is negative, so the clip never binds).
   vmax <- sqrt(n_spots)
-  ok <- sd_expected[row_idx] > 0
-  z <- (vals - mu[row_idx]) / sd_expected[row_idx]
-  z <- pmin(z, vmax)
-  z[!ok] <- 0
-  nz_sum <- .row_sums_of(counts, z^2)
-  n_zero <- n_spots - tabulate(row_idx, nbins = n_genes)
+  nz_sum <- .row_sums_by_block(counts, function(v, rows) {
+    sd <- sd_expected[rows]
+    z <- pmin((v - mu[rows]) / sd, vmax)
+    z[!(sd > 0)] <- 0
+    z^2
+  })
+  n_zero <- n_spots - .row_stored(counts)
   zero_z2 <- ifelse(sd_expected > 0, (mu / sd_expected)^2, 0)
   var_std <- (nz_sum + n_zero * zero_z2) / (n_spots - 1)
   var_std[sd_expected == 0] <- 0
@@ -117,11 +130,65 @@
   top
 }
 
-# Row sums of a transform of the stored entries: `vals` runs parallel to
-# x@x. Swapping the slot keeps it O(nnz) and uses Matrix's compiled code.
-.row_sums_of <- function(x, vals) {
-  x@x <- as.numeric(vals)
-  Matrix::rowSums(x)
+# Blocks of whole columns (spots) of a dgCMatrix with at most `chunk` stored
+# entries each (or one column, if larger), as a two-column matrix of first
+# and last column (1-based). Per-entry temporaries of the helpers below are
+# bounded by a block instead of the whole matrix (a million spots x 2000
+# genes has ~1e8 entries: 800 MB per double vector).
+.column_blocks <- function(x, chunk = getOption("SEDR.block.entries", 2^24)) {
+  p <- x@p
+  n <- ncol(x)
+  first <- last <- integer()
+  j <- 0L
+  while (j < n) {
+    # Last column j2 with p[j2 + 1] <= p[j + 1] + chunk, at least j + 1.
+    j2 <- min(n, max(j + 1L, findInterval(p[j + 1L] + chunk, p) - 1L))
+    first <- c(first, j + 1L)
+    last <- c(last, j2)
+    j <- j2
+  }
+  cbind(first = first, last = last)
+}
+
+# The columns of block `k` and the positions of their entries in x@i / x@x.
+.block <- function(x, blocks, k) {
+  cols <- blocks[k, "first"]:blocks[k, "last"]
+  a <- x@p[cols[1]]
+  b <- x@p[cols[length(cols)] + 1L]
+  list(cols = cols, idx = if (b > a) (a + 1L):b else integer(),
+       p = x@p[c(cols, cols[length(cols)] + 1L)] - a)
+}
+
+# Row sums of f(values, rows) over the stored entries of x (rows 1-based),
+# a block of columns at a time; Matrix's compiled rowSums does the sums.
+.row_sums_by_block <- function(x, f) {
+  out <- numeric(nrow(x))
+  blocks <- .column_blocks(x)
+  for (k in seq_len(nrow(blocks))) {
+    b <- .block(x, blocks, k)
+    if (!length(b$idx)) next
+    rows0 <- x@i[b$idx]
+    blk <- methods::new("dgCMatrix", i = rows0, p = b$p,
+                        x = as.numeric(f(x@x[b$idx], rows0 + 1L)),
+                        Dim = c(nrow(x), length(b$cols)))
+    out <- out + Matrix::rowSums(blk)
+    .drop_block_garbage(blocks)
+  }
+  out
+}
+
+# A collection between blocks, so the previous block's temporaries are freed
+# before the next block's are made (R's own trigger lets a whole matrix's
+# worth pile up first, and a young-generation collection does not reliably
+# free them). ~0.1 s each, a handful per pass at a million spots; skipped
+# for a matrix that fits in one block.
+.drop_block_garbage <- function(blocks) {
+  if (nrow(blocks) > 1L) invisible(gc(verbose = FALSE, full = TRUE))
+}
+
+# Number of stored entries per row (explicit zeros included).
+.row_stored <- function(x) {
+  .row_sums_by_block(x, function(v, rows) rep.int(1, length(v)))
 }
 
 # Z-score each gene (row) across spots with the unbiased sd (as sc.pp.scale,
@@ -150,11 +217,35 @@
   m
 }
 
+# Per-gene (row) mean and unbiased sd of a sparse genes x spots matrix, in
+# O(nnz) from the stored entries: the squared deviations of the nonzeros
+# plus center^2 for every zero (two-pass, as .scale_rows, so no cancellation).
+# The same conventions as .scale_rows: `constant` genes (sd ~ 0 relative to
+# their mean) get scale 1.
+.gene_moments <- function(x) {
+  x <- .as_dgc(x, arg = "x")
+  n <- ncol(x)
+  if (n < 2L) {
+    sedr_abort("needs at least 2 spots (columns) to scale genes.", arg = "x")
+  }
+  center <- Matrix::rowSums(x) / n
+  dev2 <- .row_sums_by_block(x, function(v, rows) (v - center[rows])^2)
+  n_zero <- n - .row_stored(x)
+  sds <- sqrt((dev2 + n_zero * center^2) / (n - 1))
+  const <- sds <= 1e-12 * pmax(abs(center), 1)
+  scl <- ifelse(const, 1, sds)
+  names(center) <- names(scl) <- names(const) <- rownames(x)
+  list(center = center, scale = scl, constant = const)
+}
+
 # filter -> CPM -> HVG (on the raw counts of the kept genes) -> scale the
 # CPM of the HVGs. Columns of `scaled` keep the original gene order, as
 # subsetting an AnnData by a boolean mask does in the reference recipe.
+# `dense = FALSE` skips the dense scaling: it returns the sparse CPM of the
+# selected genes (`norm`, genes x spots) with their `center`, `scale` and
+# `constant` flags instead of `scaled`, for sedr_pca_sparse().
 .preprocess_counts <- function(counts, n.hvg = 2000, min.spots = 50,
-                               min.counts = 10) {
+                               min.counts = 10, dense = TRUE) {
   n.hvg <- .check_whole(n.hvg, "n.hvg", min = 1)
   min.spots <- .check_whole(min.spots, "min.spots", min = 0)
   .check_number(min.counts, "min.counts")
@@ -173,14 +264,24 @@
                       "Lower `min.spots` or `min.counts`."),
                arg = "features")
   }
-  norm <- .cpm(filtered)
+  # Library sizes over all kept genes (normalize_total before the HVG
+  # subset), so only the selected genes' CPM is ever built.
+  totals <- Matrix::colSums(filtered)
   if (nrow(filtered) <= n.hvg) {
     features <- rownames(filtered)
   } else {
     hvg <- .vst_hvg(filtered, n = n.hvg)
     features <- rownames(filtered)[rownames(filtered) %in% hvg]
+    filtered <- filtered[features, , drop = FALSE]
   }
-  scaled <- .scale_rows(norm[features, , drop = FALSE])
+  norm <- .cpm(filtered, totals = totals)
+  rm(filtered)
+  if (!dense) {
+    mom <- .gene_moments(norm)
+    return(list(norm = norm, features = features, center = mom$center,
+                scale = mom$scale, constant = mom$constant))
+  }
+  scaled <- .scale_rows(norm)
   center <- attr(scaled, "center")
   scl <- attr(scaled, "scale")
   attr(scaled, "center") <- attr(scaled, "scale") <- NULL

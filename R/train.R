@@ -24,7 +24,11 @@ sedr_train <- function(x, graph, mode, epochs, dec, options, device, n.threads, 
   repeat {
     t0 <- proc.time()[["elapsed"]]
     res <- unwrap_rust(.Call(wrap__sedr_trainer_step, trainer, chunk))
-    history[[length(history) + 1]] <- as.data.frame(res[c("epoch", "phase", "total", "mse", "graph", "sce", "dec_kl")])
+    chunk_losses <- as.data.frame(res[c("epoch", "phase", "total", "mse", "graph", "sce", "dec_kl")])
+    # A term that is not part of a phase is NA there, not 0 (plots, log scales).
+    chunk_losses$sce[chunk_losses$phase == "dec"] <- NA
+    chunk_losses$dec_kl[chunk_losses$phase == "pretrain"] <- NA
+    history[[length(history) + 1]] <- chunk_losses
     done <- done + length(res$epoch)
     if (length(res$total)) last_loss <- res$total[length(res$total)]
     if (verbose) cli::cli_progress_update(set = done)
@@ -55,4 +59,29 @@ sedr_pca <- function(x, npcs, seed, device = "cpu", n.threads = 1L) {
   loadings <- matrix(res$loadings, nrow = ncol(x))
   dimnames(loadings) <- list(colnames(x), paste0("PC_", seq_len(npcs)))
   list(scores = scores, sdev = res$sdev / sqrt(max(1, nrow(x) - 1)), loadings = loadings)
+}
+
+# The same PCA for a sparse genes x spots matrix `x` (dgCMatrix), centred and
+# scaled implicitly: the components of Z = (t(x) - center) / scale, with Z
+# never formed (memory O(nnz + spots x npcs)). `center` and `scale` have one
+# value per gene; `scale` 0 marks a constant gene (its column of Z is 0).
+# Scores are spots x npcs, loadings genes x npcs, as sedr_pca().
+sedr_pca_sparse <- function(x, center, scale, npcs, seed, device = "cpu", n.threads = 1L) {
+  x <- .as_dgc(x, arg = "x")
+  n <- ncol(x)
+  g <- nrow(x)
+  npcs <- min(npcs, n - 1L, g)
+  res <- unwrap_rust(.Call(
+    wrap__sedr_pca_sparse, x@p, x@i, x@x, as.integer(n), as.integer(g),
+    as.double(center), as.double(scale), as.integer(npcs), as.integer(seed),
+    as.integer(n.threads), device
+  ))
+  # Taken out of `res` first, so that setting dim does not copy the scores.
+  scores <- res$scores
+  res$scores <- NULL
+  dim(scores) <- c(n, npcs)
+  dimnames(scores) <- list(colnames(x), paste0("PC_", seq_len(npcs)))
+  loadings <- matrix(res$loadings, nrow = g)
+  dimnames(loadings) <- list(rownames(x), paste0("PC_", seq_len(npcs)))
+  list(scores = scores, sdev = res$sdev / sqrt(max(1, n - 1)), loadings = loadings)
 }

@@ -189,3 +189,80 @@ test_that(".preprocess_counts errors when too few genes pass", {
   dimnames(no_names) <- list(NULL, NULL)
   expect_error(.vst_hvg(no_names), "row names", class = "sedr_error_input")
 })
+
+test_that(".gene_moments matches .scale_rows from the nonzeros alone", {
+  x <- toy_counts()
+  m <- .gene_moments(x)
+  z <- .scale_rows(x)
+  expect_equal(m$center, attr(z, "center"))
+  expect_equal(m$scale, attr(z, "scale"))
+  expect_equal(unname(m$constant), c(FALSE, TRUE, FALSE, FALSE))
+  expect_named(m$center, rownames(x))
+  # Explicitly stored zeros count as zeros.
+  y <- x
+  y@x[y@x == 9] <- 0
+  expect_equal(.gene_moments(y)$scale, attr(.scale_rows(y), "scale"))
+  expect_error(.gene_moments(x[, 1, drop = FALSE]), "at least 2 spots", class = "sedr_error_input")
+})
+
+test_that(".preprocess_counts(dense = FALSE) keeps the CPM sparse with the same scaling", {
+  sim <- SimulateSpatialTissue(n.rows = 15, n.cols = 15, n.genes = 200,
+                               n.domains = 3, markers.per.domain = 10)
+  d <- .preprocess_counts(sim$counts, n.hvg = 40, min.spots = 20, min.counts = 10)
+  s <- .preprocess_counts(sim$counts, n.hvg = 40, min.spots = 20, min.counts = 10, dense = FALSE)
+  expect_named(s, c("norm", "features", "center", "scale", "constant"))
+  expect_s4_class(s$norm, "dgCMatrix")
+  expect_identical(s$features, d$features)
+  expect_identical(rownames(s$norm), d$features)
+  expect_equal(s$center, d$center)
+  expect_equal(s$scale, d$scale)
+  # The CPM of the kept genes (library sizes over all kept genes).
+  kept <- .filter_genes(sim$counts, min.spots = 20, min.counts = 10)
+  expect_equal(s$norm, .cpm(kept)[d$features, ])
+  expect_equal(unname(t(as.matrix(s$norm))), unname((d$scaled * rep(d$scale, each = 225)) +
+                                                       rep(d$center, each = 225)))
+})
+
+test_that("the sparse PCA equals the dense PCA of the scaled matrix", {
+  sim <- SimulateSpatialTissue(n.rows = 20, n.cols = 20, n.genes = 300)
+  d <- .preprocess_counts(sim$counts, n.hvg = 120, min.spots = 10)
+  s <- .preprocess_counts(sim$counts, n.hvg = 120, min.spots = 10, dense = FALSE)
+  for (npcs in c(30, 119)) {  # randomized, then exact (npcs + 10 >= genes)
+    pd <- sedr_pca(d$scaled, npcs, seed = 5)
+    ps <- sedr_pca_sparse(s$norm, s$center, ifelse(s$constant, 0, s$scale), npcs, seed = 5)
+    expect_equal(dimnames(ps$scores), dimnames(pd$scores))
+    expect_equal(dimnames(ps$loadings), dimnames(pd$loadings))
+    expect_equal(ps$sdev, pd$sdev, tolerance = 1e-8)
+    expect_lt(max(abs(ps$scores - pd$scores)), 1e-6)
+    expect_lt(max(abs(ps$loadings - pd$loadings)), 1e-6)
+  }
+  # Same seed, same bits; the scores are centred.
+  again <- sedr_pca_sparse(s$norm, s$center, ifelse(s$constant, 0, s$scale), 30, seed = 5)
+  expect_identical(again, sedr_pca_sparse(s$norm, s$center, ifelse(s$constant, 0, s$scale), 30, seed = 5))
+  expect_lt(max(abs(colMeans(again$scores))), 1e-8)
+  # Malformed input is an input error from the Rust core.
+  expect_error(sedr_pca_sparse(s$norm, s$center[-1], s$scale, 10, seed = 1), class = "sedr_error_input")
+  expect_error(sedr_pca_sparse(s$norm, s$center, -s$scale, 10, seed = 1), "`scale`",
+               class = "sedr_error_input")
+})
+
+test_that("the recipe gives the same result when processed in small blocks of spots", {
+  sim <- SimulateSpatialTissue(n.rows = 15, n.cols = 15, n.genes = 200,
+                               n.domains = 3, markers.per.domain = 10)
+  ref <- .preprocess_counts(sim$counts, n.hvg = 40, min.spots = 20, dense = FALSE)
+  ref_hvg <- attr(.vst_hvg(sim$counts, n = 40), "table")
+  old <- options(SEDR.block.entries = 101)  # ~25 blocks, some one spot wide
+  on.exit(options(old))
+  expect_gt(nrow(.column_blocks(sim$counts)), 20)
+  small <- .preprocess_counts(sim$counts, n.hvg = 40, min.spots = 20, dense = FALSE)
+  expect_identical(small$features, ref$features)
+  expect_equal(small$norm, ref$norm)
+  expect_equal(small$center, ref$center)
+  expect_equal(small$scale, ref$scale)
+  expect_equal(attr(.vst_hvg(sim$counts, n = 40), "table"), ref_hvg)
+  # Blocks cover every column once, in order.
+  b <- .column_blocks(sim$counts)
+  expect_equal(unname(b[1, "first"]), 1L)
+  expect_equal(unname(b[nrow(b), "last"]), ncol(sim$counts))
+  expect_equal(b[-1, "first"], b[-nrow(b), "last"] + 1L)
+})

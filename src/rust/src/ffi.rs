@@ -117,6 +117,21 @@ fn sedr_pca(x: &[f64], n: i32, g: i32, k: i32, seed: i32, threads: i32, device: 
     })
 }
 
+/// Sparse PCA of the implicitly centred and scaled matrix: `p`, `i`, `x` are
+/// the slots of a genes × spots dgCMatrix (the CSR form of spots × genes);
+/// `scale` 0 marks a constant gene.
+/// @noRd
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn sedr_pca_sparse(p: &[i32], i: &[i32], x: &[f64], n: i32, g: i32, center: &[f64], scale: &[f64], k: i32, seed: i32, threads: i32, device: &str) -> Robj {
+    guarded(|| {
+        let dev = parse_device(device)?;
+        let (n, g) = (usize::try_from(n).unwrap_or(0), usize::try_from(g).unwrap_or(0));
+        let pc = crate::pca::pca_sparse(p, i, x, n, g, center, scale, k.max(0) as usize, seed as u32 as u64, threads.max(1) as usize, dev)?;
+        Ok(list!(scores = pc.scores, sdev = pc.sdev, loadings = pc.loadings).into())
+    })
+}
+
 fn params_from_list(mode: &str, opts: List) -> Result<Params> {
     let mut p = Params::for_mode(Mode::parse(mode)?);
     for (name, v) in opts.iter() {
@@ -283,6 +298,7 @@ extendr_module! {
     mod sedr;
     fn sedr_build_graph;
     fn sedr_pca;
+    fn sedr_pca_sparse;
     fn sedr_trainer_new;
     fn sedr_trainer_step;
     fn sedr_trainer_output;

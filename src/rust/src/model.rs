@@ -27,10 +27,11 @@
 //!   on CUDA libtorch's dropout is used.
 
 use crate::graph::SpatialGraph;
+use crate::loss;
 use crate::params::{Mode, Params};
 use crate::rng::SplitMix64;
 use std::cell::RefCell;
-use tch::nn::{self, Module, ModuleT};
+use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 /// The symmetric GCN operator Â in CSR form on the device.
@@ -43,10 +44,17 @@ pub struct GraphOp {
 }
 
 impl GraphOp {
-    /// Â = D^-1/2 (A+I) D^-1/2 of the graph (symmetric by construction:
-    /// `SpatialGraph` is always union-symmetrised).
-    pub fn new(g: &SpatialGraph, device: Device) -> tch::Result<Self> {
+    /// Â = D^-1/2 (A+I) D^-1/2 of the graph. The backward pass applies Â in
+    /// place of Âᵀ, so Â must be symmetric: `SpatialGraph`'s constructors
+    /// union-symmetrise, and a hand-made asymmetric one is refused here.
+    pub fn new(g: &SpatialGraph, device: Device) -> crate::error::Result<Self> {
         let op = g.gcn_operator();
+        let symmetric = op.outer_iterator().enumerate().all(|(i, row)| {
+            row.iter().all(|(j, v)| op.outer_view(j).and_then(|r| r.get(i).copied()).is_some_and(|w| (w - v).abs() <= 1e-12 * v.abs().max(1.0)))
+        });
+        if !symmetric {
+            return Err(crate::error::SedrError::input("graph", "the adjacency is not symmetric; build it with BuildSpatialGraph()"));
+        }
         let indptr: Vec<i64> = op.indptr().raw_storage().iter().map(|&v| v as i64).collect();
         let cols: Vec<i64> = op.indices().iter().map(|&v| v as i64).collect();
         let vals: Vec<f32> = op.data().iter().map(|&v| v as f32).collect();
@@ -98,36 +106,142 @@ impl Tape {
     }
 }
 
-/// Seeded dropout-mask source. Host masks are drawn in fixed 64k-element
-/// chunks, each from its own SplitMix64 stream, so the result does not
-/// depend on the number of threads that fill them.
+/// Seeded dropout-mask source. Host masks are a counter-based hash of
+/// (element index, per-call key), so they can be filled in any order, in
+/// parallel or vectorised, with identical results.
 #[derive(Debug)]
 enum Noise {
     Torch,
     Host { rng: RefCell<SplitMix64>, threads: usize },
 }
 
-const MASK_CHUNK: usize = 1 << 16;
-const CHUNK_MIX: u64 = 0xD1B5_4A32_D192_ED03;
+/// A 32-bit integer hash with good avalanche ("lowbias32", C. Wellons); a
+/// bijection, so distinct counters never collide before mixing the key.
+#[inline(always)]
+fn hash32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
 
-/// Fills `out` (chunks `first_chunk`, `first_chunk + 1`, … of the mask) with
-/// `scale` where a 32-bit uniform draw falls below `keep_threshold`, else 0.
-fn fill_mask(out: &mut [f32], seed: u64, first_chunk: u64, keep_threshold: u64, scale: f32) {
-    for (c, chunk) in out.chunks_mut(MASK_CHUNK).enumerate() {
-        let mut r = SplitMix64::new(seed ^ (first_chunk + c as u64).wrapping_mul(CHUNK_MIX));
-        let mut pairs = chunk.chunks_exact_mut(2);
-        for p in &mut pairs {
-            let u = r.next_u64();
-            p[0] = if (u & 0xFFFF_FFFF) < keep_threshold { scale } else { 0.0 };
-            p[1] = if (u >> 32) < keep_threshold { scale } else { 0.0 };
-        }
-        for v in pairs.into_remainder() {
-            *v = if (r.next_u64() >> 32) < keep_threshold { scale } else { 0.0 };
-        }
+/// out[i] = scale if hash(first + i, key) < threshold else 0 (branch-free).
+#[inline(always)]
+fn fill_mask_body(out: &mut [f32], first: u32, k1: u32, k2: u32, threshold: u32, scale: f32) {
+    for (i, v) in out.iter_mut().enumerate() {
+        let h = hash32(hash32(first.wrapping_add(i as u32) ^ k1) ^ k2);
+        *v = if h < threshold { scale } else { 0.0 };
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fill_mask_avx2(out: &mut [f32], first: u32, k1: u32, k2: u32, threshold: u32, scale: f32) {
+    fill_mask_body(out, first, k1, k2, threshold, scale)
+}
+
+fn fill_mask(out: &mut [f32], first: u32, k1: u32, k2: u32, threshold: u32, scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { fill_mask_avx2(out, first, k1, k2, threshold, scale) };
+            return;
+        }
+    }
+    fill_mask_body(out, first, k1, k2, threshold, scale)
+}
+
+/// SplitMix64's output function: a 64-bit hash of a counter.
+#[inline(always)]
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Uniforms for Box–Muller, two per counter q: (u1, u2) with u1 in (0, 1],
+/// u2 in [0, 1), from a 64-bit hash of (key, q), so any part can be filled
+/// independently.
+fn fill_uniform_pairs(out: &mut [f32], first_pair: u64, key: u64) {
+    for (q, pair) in out.chunks_exact_mut(2).enumerate() {
+        let h = mix64(key.wrapping_add((first_pair + q as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        pair[0] = (((h >> 40) + 1) as f32) * (1.0 / 16_777_216.0);
+        pair[1] = ((h & 0xFF_FFFF) as f32) * (1.0 / 16_777_216.0);
+    }
+}
+
+/// A fresh contiguous CPU float tensor filled by `fill(part, first_index)`,
+/// split over up to `threads` threads for large sizes.
+fn host_tensor(shape: &[i64], threads: usize, align: usize, fill: impl Fn(&mut [f32], usize) + Sync) -> Tensor {
+    let t = Tensor::empty(shape, (Kind::Float, Device::Cpu));
+    let numel = t.numel();
+    if numel == 0 {
+        return t;
+    }
+    // SAFETY: `t` is a freshly allocated, contiguous CPU float tensor of
+    // `numel` (> 0) elements that nothing else references yet.
+    let buf: &mut [f32] = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, numel) };
+    let workers = threads.clamp(1, (numel / (1 << 18)).max(1));
+    if workers == 1 {
+        fill(buf, 0);
+    } else {
+        let per = numel.div_ceil(workers).div_ceil(align) * align;
+        std::thread::scope(|s| {
+            for (w, part) in buf.chunks_mut(per).enumerate() {
+                let fill = &fill;
+                s.spawn(move || fill(part, w * per));
+            }
+        });
+    }
+    t
+}
+
 impl Noise {
+    /// The n × 1 0/1 indicator of `n_mask` spots drawn without replacement.
+    fn mask_indicator(&self, n: i64, n_mask: i64, like: &Tensor) -> Tensor {
+        match self {
+            Noise::Torch => {
+                let idx = Tensor::randperm(n, (Kind::Int64, like.device())).narrow(0, 0, n_mask);
+                Tensor::zeros([n, 1], (like.kind(), like.device())).index_fill(0, &idx, 1.0)
+            }
+            Noise::Host { rng, .. } => {
+                // Partial Fisher–Yates: the first n_mask entries of a random permutation.
+                let mut rng = rng.borrow_mut();
+                let (n, m) = (n as usize, n_mask as usize);
+                let mut perm: Vec<u32> = (0..n as u32).collect();
+                let mut ind = vec![0f32; n];
+                for i in 0..m.min(n) {
+                    let j = i + rng.below(n - i);
+                    perm.swap(i, j);
+                    ind[perm[i] as usize] = 1.0;
+                }
+                let t = Tensor::from_slice(&ind).view([n as i64, 1]);
+                if like.kind() == Kind::Float { t } else { t.to_kind(like.kind()) }
+            }
+        }
+    }
+
+    /// N(0, 1) noise shaped like `t`.
+    fn randn_like(&self, t: &Tensor) -> Tensor {
+        match self {
+            Noise::Torch => t.randn_like(),
+            Noise::Host { rng, threads } => {
+                // Box–Muller on hashed uniforms, the transcendental part in
+                // libtorch's vectorised kernels.
+                let key = rng.borrow_mut().next_u64();
+                let numel = t.numel() as i64;
+                let pairs = (numel + 1) / 2;
+                let u = host_tensor(&[pairs, 2], *threads, 2, |part, first| fill_uniform_pairs(part, (first / 2) as u64, key));
+                let r = (u.select(1, 0).log() * -2.0).sqrt();
+                let theta = u.select(1, 1) * std::f64::consts::TAU;
+                let z = Tensor::cat(&[&r * theta.cos(), r * theta.sin()], 0).narrow(0, 0, numel).view(t.size().as_slice());
+                if t.kind() == Kind::Float { z } else { z.to_kind(t.kind()) }
+            }
+        }
+    }
+
     fn dropout(&self, x: &Tensor, p: f64, train: bool) -> Tensor {
         if !train || p <= 0.0 {
             return x.shallow_clone();
@@ -135,31 +249,19 @@ impl Noise {
         match self {
             Noise::Torch => x.dropout(p, true),
             Noise::Host { rng, threads } => {
-                let numel = x.numel();
-                let seed = rng.borrow_mut().next_u64();
-                let keep_threshold = ((1.0 - p) * 4_294_967_296.0).round() as u64;
+                let key = rng.borrow_mut().next_u64();
+                let threshold = ((1.0 - p) * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
                 let scale = (1.0 / (1.0 - p)) as f32;
-                let mut mask = vec![0f32; numel];
-                let n_chunks = numel.div_ceil(MASK_CHUNK);
-                // Threads only pay off for big masks (several chunks each).
-                let workers = (*threads).clamp(1, n_chunks.div_ceil(4).max(1));
-                if workers == 1 {
-                    fill_mask(&mut mask, seed, 0, keep_threshold, scale);
-                } else {
-                    // Whole chunks per worker keep the chunk numbering (and so the values) fixed.
-                    let per = n_chunks.div_ceil(workers) * MASK_CHUNK;
-                    std::thread::scope(|s| {
-                        for (w, part) in mask.chunks_mut(per).enumerate() {
-                            let first = (w * per / MASK_CHUNK) as u64;
-                            s.spawn(move || fill_mask(part, seed, first, keep_threshold, scale));
-                        }
-                    });
-                }
-                let mut m = Tensor::from_slice(&mask).view(x.size().as_slice());
-                if x.kind() != Kind::Float {
-                    m = m.to_kind(x.kind());
-                }
-                x * m
+                // The hash counter is 32-bit: each 2^32-element block gets its
+                // own key. Parts are 2^20-aligned so no block straddles one.
+                let mask_t = host_tensor(x.size().as_slice(), *threads, 1 << 20, |part, first| {
+                    for (o, block) in part.chunks_mut(1 << 20).enumerate() {
+                        let start = (first + (o << 20)) as u64;
+                        let k = key ^ (start >> 32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                        fill_mask(block, start as u32, k as u32, (k >> 32) as u32, threshold, scale);
+                    }
+                });
+                if x.kind() == Kind::Float { x * mask_t } else { x * mask_t.to_kind(x.kind()) }
             }
         }
     }
@@ -185,18 +287,22 @@ impl FullBlock {
         noise.dropout(&self.bn.forward_t(pre, train).elu(), self.p, train)
     }
 
+    /// x·Wᵀ + b as one fused product.
+    fn linear(&self, x: &Tensor) -> Tensor {
+        match &self.lin.bs {
+            Some(b) => b.addmm(x, &self.lin.ws.tr()),
+            None => x.mm(&self.lin.ws.tr()),
+        }
+    }
+
     fn forward(&self, x: &Tensor, train: bool, noise: &Noise) -> Tensor {
-        self.finish(&self.lin.forward(x), train, noise)
+        self.finish(&self.linear(x), train, noise)
     }
 
     /// The block applied to x + m·t (m: n × 1 indicator, t: 1 × d_in token),
-    /// written as x·Wᵀ + m·(t·Wᵀ) + b.
+    /// written as x·Wᵀ + b + m·(t·Wᵀ).
     fn forward_masked(&self, x: &Tensor, ind: &Tensor, token: &Tensor, train: bool, noise: &Noise) -> Tensor {
-        let wt = self.lin.ws.tr();
-        let mut pre = x.matmul(&wt) + ind * token.matmul(&wt);
-        if let Some(b) = &self.lin.bs {
-            pre += b;
-        }
+        let pre = self.linear(x).addcmul(ind, &token.mm(&self.lin.ws.tr()));
         self.finish(&pre, train, noise)
     }
 }
@@ -214,16 +320,26 @@ fn gcn_weight(vs: nn::Path, d_in: i64, d_out: i64) -> Tensor {
     vs.var("weight", &[d_in, d_out], nn::Init::Uniform { lo: -bound, up: bound })
 }
 
+/// Values of the reconstruction losses and the surrogate that carries their
+/// gradient (see [`SedrNet::recon_head`]).
+pub struct ReconHead {
+    pub mse: Tensor,
+    pub sce: Tensor,
+    pub surrogate: Tensor,
+}
+
 /// Everything one forward pass produces.
 pub struct Forward {
     /// The embedding Z = [feat_x ‖ gnn_z] (in training, a leaf of the tape).
     pub z: Tensor,
     pub mu: Tensor,
     pub log_sigma: Tensor,
-    pub recon: Tensor,
-    /// Training only: the n × 1 0/1 mask indicator, the number of masked
-    /// spots and the token-added input x + m·t.
-    pub masked: Option<(Tensor, i64, Tensor)>,
+    /// The decoder input: Â·dropout(z) for the GCN decoder, z for the MLP
+    /// decoder (the reconstruction is [`SedrNet::recon`]).
+    pub dec_in: Tensor,
+    /// Training only: the n × 1 0/1 mask indicator m and the number of
+    /// masked spots (the token-added input is x + m·t).
+    pub masked: Option<(Tensor, i64)>,
     /// Training only: the autograd cuts, consumed by [`SedrNet::backward`].
     pub tape: Option<Tape>,
 }
@@ -317,12 +433,9 @@ impl SedrNet {
         };
         let (h1, masked) = if train && self.mask_rate > 0.0 {
             let n_mask = ((self.mask_rate * n as f64) as i64).clamp(1, n);
-            let perm = Tensor::randperm(n, (Kind::Int64, x.device()));
-            let idx = perm.narrow(0, 0, n_mask);
-            let ind = Tensor::zeros([n, 1], (x.kind(), x.device())).index_fill(0, &idx, 1.0);
+            let ind = noise.mask_indicator(n, n_mask, x);
             let h1 = self.enc1.forward_masked(x, &ind, &self.mask_token, train, noise);
-            let xm = x + &ind * &self.mask_token;
-            (h1, Some((ind, n_mask, xm)))
+            (h1, Some((ind, n_mask)))
         } else {
             (self.enc1.forward(x, train, noise), None)
         };
@@ -336,13 +449,66 @@ impl SedrNet {
         let mu = heads.narrow(1, 0, k);
         let log_sigma = heads.narrow(1, k, self.gc_sigma.size()[1]);
         // "logvar" in the reference is used as log σ: z = μ + ε·exp(logσ).
-        let gnn_z = if train { &mu + Tensor::randn_like(&mu) * log_sigma.exp() } else { mu.shallow_clone() };
+        let gnn_z = if train { &mu + noise.randn_like(&mu) * log_sigma.exp() } else { mu.shallow_clone() };
         let z = ident(Tensor::cat(&[&feat, &gnn_z], 1), &mut tape);
-        let recon = match &self.decoder {
-            Decoder::Graph(w) => graph(drop(&z), &mut tape).mm(w),
-            Decoder::Mlp(b) => b.forward(&z, train, noise),
+        let dec_in = match &self.decoder {
+            // Â·(dropout(z)·W) = (Â·dropout(z))·W: the product runs on 32 columns.
+            Decoder::Graph(_) => graph(drop(&z), &mut tape),
+            Decoder::Mlp(_) => z.shallow_clone(),
         };
-        Forward { z, mu, log_sigma, recon, masked, tape: None }
+        Forward { z, mu, log_sigma, dec_in, masked, tape: None }
+    }
+
+    /// The reconstruction of a forward pass. For the GCN decoder it is
+    /// computed outside autograd (its gradient enters through
+    /// [`SedrNet::recon_surrogate`]); the MLP decoder runs under autograd
+    /// when `train`.
+    pub fn recon(&self, fw: &Forward, train: bool) -> Tensor {
+        match &self.decoder {
+            Decoder::Graph(w) => tch::no_grad(|| fw.dec_in.mm(w)),
+            Decoder::Mlp(b) => {
+                if train {
+                    b.forward(&fw.dec_in, true, &self.noise)
+                } else {
+                    tch::no_grad(|| b.forward(&fw.dec_in, false, &self.noise))
+                }
+            }
+        }
+    }
+
+    /// The reconstruction losses of a training forward: rec_w·MSE(R, X) and,
+    /// with `use_mask`, self_w·SCE over the masked rows of (R, X + m·t).
+    /// Returns their values and a surrogate scalar whose gradient with
+    /// respect to the parameters and the tape leaves is the exact gradient of
+    /// rec_w·MSE + self_w·SCE (its value is meaningless). The GCN decoder's
+    /// R = (Â·dropout(z))·W is never formed (see
+    /// [`loss::factored_recon_loss_and_grad`]); `xx` are the row norms ‖X_i‖².
+    #[allow(clippy::too_many_arguments)]
+    pub fn recon_head(&self, fw: &Forward, x: &Tensor, xx: &Tensor, use_mask: bool, rec_w: f64, self_w: f64, alpha: f64) -> ReconHead {
+        let masked = match (&fw.masked, use_mask) {
+            (Some((ind, n_mask)), true) => Some(loss::MaskedRows { ind, n_mask: *n_mask, token: &self.mask_token }),
+            _ => None,
+        };
+        let (mse, sce, mut surrogate, d_token) = match &self.decoder {
+            Decoder::Graph(w) => {
+                let r = loss::factored_recon_loss_and_grad(&fw.dec_in, w, x, xx, masked, rec_w, self_w, alpha);
+                let sur = (&fw.dec_in * r.d_s).sum(Kind::Float) + (w * r.d_w).sum(Kind::Float);
+                (r.mse, r.sce, sur, r.d_token)
+            }
+            Decoder::Mlp(_) => {
+                let recon = self.recon(fw, true);
+                let r = loss::recon_loss_and_grad(&recon, x, masked, rec_w, self_w, alpha);
+                (r.mse, r.sce, (&recon * r.d_recon).sum(Kind::Float), r.d_token)
+            }
+        };
+        if let Some(dt) = d_token {
+            surrogate += (&self.mask_token * dt).sum(Kind::Float);
+        }
+        ReconHead { mse, sce, surrogate }
+    }
+
+    pub fn mask_token(&self) -> &Tensor {
+        &self.mask_token
     }
 
     /// Backpropagates `loss` (built from a training [`Forward`]) through the
@@ -384,4 +550,145 @@ pub fn student_t(z: &Tensor, centres: &Tensor, alpha: f64) -> Tensor {
     let q = (d / alpha + 1.0).pow_tensor_scalar(-(alpha + 1.0) / 2.0);
     let s = q.sum_dim_intlist(1, true, None::<Kind>);
     q / s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::nn::Module;
+    use crate::graph::{build_graph, Coords, Neighbours};
+    use crate::loss::{self, Pairs};
+    use crate::negatives::{NegativeSampler, Negatives};
+
+    /// The cut-graph backward (graph products outside autograd, edge and
+    /// reconstruction gradients by hand, reordered products) gives the same
+    /// parameter gradients as plain autograd through the reference
+    /// formulation with a dense Â, in float64.
+    fn gradients_match(mode: Mode) {
+        let (rows, cols) = (6usize, 9usize);
+        let coords: Vec<f64> = (0..rows * cols).flat_map(|i| [(i % cols) as f64 + 0.5 * ((i / cols) % 2) as f64, (i / cols) as f64 * 0.866]).collect();
+        let g = build_graph(&Coords { data: &coords, dim: 2 }, None, Neighbours::Knn(6)).unwrap();
+        let (n, d) = (g.n() as i64, 12i64);
+        let p = Params { dropout: 0.0, dec_clusters: 4, threads: 1, ..Params::for_mode(mode) };
+        tch::manual_seed(11);
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let mut net = SedrNet::new(&vs.root(), d, &p);
+        vs.double();
+        let x = Tensor::randn([n, d], (Kind::Double, Device::Cpu));
+        // A non-zero token so both of its paths matter.
+        tch::no_grad(|| net.mask_token.copy_(&(Tensor::randn([1, d], (Kind::Double, Device::Cpu)) * 0.5)));
+        let op = GraphOp::new(&g, Device::Cpu).unwrap();
+        let (r, c) = g.target_pairs();
+        let pos = Pairs::from_host(n as usize, &r, &c, Device::Cpu);
+        let neg = match NegativeSampler::new(n, &pos.src, &pos.dst, 1).draw() {
+            Negatives::Host(h) => h.to_pairs(Device::Cpu),
+            Negatives::Device(p) => p,
+        };
+        let norm = g.gae_norm();
+        let target = Tensor::rand([n, 4], (Kind::Double, Device::Cpu)) + 0.1;
+        let target = &target / target.sum_dim_intlist(1, true, None::<Kind>);
+        let grads = |vs: &nn::VarStore| -> Vec<Tensor> {
+            vs.trainable_variables().iter().map(|v| if v.grad().defined() { v.grad().copy() } else { v.zeros_like() }).collect()
+        };
+        let zero = |vs: &nn::VarStore| {
+            for mut v in vs.trainable_variables() {
+                v.zero_grad();
+            }
+        };
+
+        // Ours.
+        let mut fw = net.forward(&x, &op, true);
+        let tape = fw.tape.take().unwrap();
+        let ind = fw.masked.as_ref().map(|(i, _)| i.shallow_clone()).unwrap();
+        let xx = x.square().sum_dim_intlist(1, false, None::<Kind>);
+        let head = net.recon_head(&fw, &x, &xx, true, p.rec_w, p.self_w, p.sce_alpha);
+        let (bce, bce_grad) = loss::edge_bce_and_grad(&fw.z, &pos, Some(&neg), norm);
+        let kl_vgae = loss::vgae_kl(&fw.mu, &fw.log_sigma);
+        let dec = loss::dec_kl(&net.soft_assign(&fw.z), &target);
+        let surrogate = &kl_vgae * p.gcn_w + &dec * p.dec_kl_w + (&fw.z * (&bce_grad * p.gcn_w)).sum(Kind::Double) + &head.surrogate;
+        let ours_total = f64::try_from(&head.mse * p.rec_w + &head.sce * p.self_w + (&bce + &kl_vgae) * p.gcn_w + &dec * p.dec_kl_w).unwrap();
+        net.backward(&surrogate, tape, &op);
+        let ours = grads(&vs);
+        zero(&vs);
+
+        // Reference: plain autograd, dense Â, original product order.
+        let k = net.gc_mu.size()[1];
+        let eps = tch::no_grad(|| (fw.z.narrow(1, k, k) - &fw.mu) / fw.log_sigma.exp());
+        let a = {
+            let op = g.gcn_operator();
+            let mut dense = vec![0f64; (n * n) as usize];
+            for (i, row) in op.outer_iterator().enumerate() {
+                for (j, v) in row.iter() {
+                    // GraphOp stores Â in float32.
+                    dense[i * n as usize + j] = *v as f32 as f64;
+                }
+            }
+            Tensor::from_slice(&dense).view([n, n])
+        };
+        let xm = &x + &ind * &net.mask_token;
+        let block = |b: &FullBlock, t: &Tensor| b.bn.forward_t(&b.lin.forward(t), true).elu();
+        let feat = block(&net.enc2, &block(&net.enc1, &xm));
+        let h = a.mm(&feat.mm(&net.gc1)).relu();
+        let mu = a.mm(&h.mm(&net.gc_mu));
+        let ls = a.mm(&h.mm(&net.gc_sigma));
+        let z = Tensor::cat(&[&feat, &(&mu + &eps * ls.exp())], 1);
+        let recon_ref = match &net.decoder {
+            Decoder::Graph(w) => a.mm(&z.mm(w)),
+            Decoder::Mlp(b) => block(b, &z),
+        };
+        let idx = ind.squeeze_dim(1).nonzero().squeeze_dim(1);
+        let sce = loss::sce(&recon_ref.index_select(0, &idx), &xm.index_select(0, &idx), p.sce_alpha);
+        let total = loss::mse(&recon_ref, &x) * p.rec_w
+            + sce * p.self_w
+            + (loss::edge_bce(&z, (&pos.src, &pos.dst), Some((&neg.src, &neg.dst)), norm) + loss::vgae_kl(&mu, &ls)) * p.gcn_w
+            + loss::dec_kl(&student_t(&z, &net.centres, 1.0), &target) * p.dec_kl_w;
+        let ref_total = f64::try_from(&total).unwrap();
+        total.backward();
+        let reference = grads(&vs);
+
+        assert!((ours_total - ref_total).abs() < 1e-10 * (1.0 + ref_total.abs()), "loss {ours_total} vs {ref_total}");
+        for (i, (o, r)) in ours.iter().zip(&reference).enumerate() {
+            let scale = 1.0 + f64::try_from(r.abs().max()).unwrap();
+            let diff = f64::try_from((o - r).abs().max()).unwrap();
+            assert!(diff < 1e-9 * scale, "{mode:?}: variable {i} {:?}: max |diff| {diff:e} (scale {scale})", r.size());
+        }
+        // The comparison is not vacuous: every parameter got a gradient.
+        assert!(reference.iter().all(|r| f64::try_from(r.abs().max()).unwrap() > 0.0));
+    }
+
+    /// Host noise: dropout keeps ≈ 1 − p of the entries scaled by 1/(1 − p)
+    /// and gives the same mask whatever the thread count; the mask
+    /// indicator has exactly n_mask ones; the normals have mean 0, sd 1.
+    #[test]
+    fn host_noise_has_the_right_law_and_ignores_thread_count() {
+        let x = Tensor::ones([700, 1000], (Kind::Float, Device::Cpu));
+        let one = Noise::Host { rng: RefCell::new(SplitMix64::new(5)), threads: 1 };
+        let four = Noise::Host { rng: RefCell::new(SplitMix64::new(5)), threads: 4 };
+        let (a, b) = (one.dropout(&x, 0.2, true), four.dropout(&x, 0.2, true));
+        assert!(a.equal(&b));
+        let kept = f64::try_from(a.ne(0.0).to_kind(Kind::Double).mean(Kind::Double)).unwrap();
+        assert!((kept - 0.8).abs() < 0.005, "{kept}");
+        let vals = f64::try_from(a.max()).unwrap();
+        assert!((vals - 1.25).abs() < 1e-6 && f64::try_from(a.min()).unwrap() == 0.0);
+        // A second draw differs; eval mode is the identity.
+        assert!(!one.dropout(&x, 0.2, true).equal(&a));
+        assert!(one.dropout(&x, 0.2, false).equal(&x));
+        let ind = one.mask_indicator(1000, 800, &x);
+        assert_eq!(f64::try_from(ind.sum(Kind::Double)).unwrap(), 800.0);
+        assert_eq!(ind.size(), vec![1000, 1]);
+        let z = one.randn_like(&Tensor::zeros([300, 333], (Kind::Float, Device::Cpu)));
+        assert_eq!(z.size(), vec![300, 333]);
+        let (m, sd) = (f64::try_from(z.mean(Kind::Double)).unwrap(), f64::try_from(z.std(true)).unwrap());
+        assert!(m.abs() < 0.01 && (sd - 1.0).abs() < 0.01, "{m} {sd}");
+    }
+
+    #[test]
+    fn cut_backward_matches_plain_autograd_clustering() {
+        gradients_match(Mode::Clustering);
+    }
+
+    #[test]
+    fn cut_backward_matches_plain_autograd_imputation() {
+        gradients_match(Mode::Imputation);
+    }
 }

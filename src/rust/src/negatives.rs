@@ -11,7 +11,7 @@
 //! `tch::manual_seed` fixes them. The draw comes grouped for the loss's
 //! gather-sums ([`Pairs`]).
 
-use crate::loss::Pairs;
+use crate::loss::{HostPairs, Pairs};
 use crate::rng::SplitMix64;
 use std::cell::RefCell;
 use tch::{Device, Kind, Tensor};
@@ -34,6 +34,33 @@ enum Backend {
     },
 }
 
+/// A draw of negatives, on the host (CPU training) or on the device.
+pub enum Negatives {
+    Host(HostPairs),
+    Device(Pairs),
+}
+
+impl Negatives {
+    /// (src, dst) as host vectors (for checks and tests).
+    pub fn to_vecs(&self) -> crate::error::Result<(Vec<i64>, Vec<i64>)> {
+        Ok(match self {
+            Negatives::Host(p) => (p.src.iter().map(|&v| v as i64).collect(), p.dst.iter().map(|&v| v as i64).collect()),
+            Negatives::Device(p) => (Vec::<i64>::try_from(p.src.to_device(Device::Cpu))?, Vec::<i64>::try_from(p.dst.to_device(Device::Cpu))?),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Negatives::Host(p) => p.len(),
+            Negatives::Device(p) => p.len() as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 pub struct NegativeSampler {
     n: i64,
     ratio: i64,
@@ -42,10 +69,17 @@ pub struct NegativeSampler {
 }
 
 impl NegativeSampler {
-    /// `src`/`dst` are the positive pairs in CSR order (sorted by src, then dst).
+    /// `src`/`dst` are the positive pairs in CSR order (sorted by src, then
+    /// dst). The host sampler is used for CPU tensors.
     pub fn new(n: i64, src: &Tensor, dst: &Tensor, ratio: usize) -> Self {
+        Self::with_backend(n, src, dst, ratio, src.device() == Device::Cpu)
+    }
+
+    /// As [`NegativeSampler::new`], choosing the host or the tensor sampler
+    /// (the tensor one works on any device; tests run it on the CPU).
+    pub(crate) fn with_backend(n: i64, src: &Tensor, dst: &Tensor, ratio: usize, host: bool) -> Self {
         let device = src.device();
-        let backend = if device == Device::Cpu {
+        let backend = if host && device == Device::Cpu {
             let s = Vec::<i64>::try_from(src).unwrap_or_default();
             let cols = Vec::<i64>::try_from(dst).unwrap_or_default();
             let mut indptr = vec![0usize; n.max(0) as usize + 1];
@@ -66,31 +100,30 @@ impl NegativeSampler {
     }
 
     /// Draws `ratio` negatives per positive, grouped by source spot.
-    pub fn draw(&self) -> Pairs {
-        let n = self.n;
-        if self.ratio == 0 || n <= 0 {
-            return Pairs::from_host(n.max(0) as usize, &[], &[], self.device);
-        }
+    pub fn draw(&self) -> Negatives {
+        let n = self.n.max(0);
         match &self.backend {
             Backend::Host { indptr, cols, rng } => {
                 let mut rng = rng.borrow_mut();
-                let total = cols.len() * self.ratio as usize;
+                let ratio = self.ratio.max(0) as usize;
+                let total = cols.len() * ratio;
                 let (mut src, mut dst) = (Vec::with_capacity(total), Vec::with_capacity(total));
                 for i in 0..n as usize {
                     let row = &cols[indptr[i]..indptr[i + 1]];
-                    for _ in 0..row.len() * self.ratio as usize {
+                    for _ in 0..row.len() * ratio {
                         for _ in 0..MAX_ROUNDS {
                             let u = rng.below(n as usize) as i64;
                             if row.binary_search(&u).is_err() {
-                                src.push(i as i64);
-                                dst.push(u);
+                                src.push(i as u32);
+                                dst.push(u as u32);
                                 break;
                             }
                         }
                     }
                 }
-                Pairs::from_host(n as usize, &src, &dst, self.device)
+                Negatives::Host(HostPairs::new(n as usize, src, dst))
             }
+            Backend::Device { .. } if self.ratio == 0 || n == 0 => Negatives::Device(Pairs::from_host(n as usize, &[], &[], self.device)),
             Backend::Device { pos_keys, pos_src } => {
                 let is_positive = |src: &Tensor, dst: &Tensor| {
                     let keys = src * n + dst;
@@ -113,7 +146,7 @@ impl NegativeSampler {
                     hit = is_positive(&src, &dst);
                 }
                 let keep = hit.logical_not().nonzero().squeeze_dim(1);
-                Pairs::from_device(n, src.index_select(0, &keep), dst.index_select(0, &keep))
+                Negatives::Device(Pairs::from_device(n, src.index_select(0, &keep), dst.index_select(0, &keep)))
             }
         }
     }

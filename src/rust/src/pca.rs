@@ -1,9 +1,17 @@
 //! Seeded randomized PCA (Halko et al.) on libtorch: a few hundred
 //! milliseconds for 200 components of a 4k × 2k matrix, where R's `prcomp`
-//! on the reference BLAS takes over a minute.
+//! on the reference BLAS takes over a minute. The Gaussian test matrix comes
+//! from SEDR's own seeded generator, so libtorch's global one is untouched.
+//!
+//! Two entry points share one randomized SVD: [`pca`] on a dense matrix and
+//! [`pca_sparse`] on a sparse one that is centred and scaled implicitly
+//! (Z = (X − μ)/σ is never formed, so a million spots × 2000 genes needs
+//! memory for the nonzeros and a few n × (k + 10) blocks only).
 
 use crate::device::ThreadGuard;
 use crate::error::{Result, SedrError};
+use crate::rng::SplitMix64;
+use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 pub struct Pca {
@@ -15,8 +23,118 @@ pub struct Pca {
     pub loadings: Vec<f64>,
 }
 
+/// Oversampling of the randomized range finder.
+const OVERSAMPLE: i64 = 10;
+/// Power (subspace) iterations, each re-orthonormalised by QR.
+const POWER_ITERS: usize = 4;
+
+/// A 2-d double tensor as a column-major `Vec` (R's layout), with a single
+/// copy when it is already a row- or column-major block on the CPU.
 fn col_major(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(Vec::<f64>::try_from(t.transpose(0, 1).contiguous().view(-1).to_device(Device::Cpu))?)
+    let t = t.f_to_device(Device::Cpu)?;
+    let t = if dense_layout(&t).is_some() { t } else { t.f_contiguous()? };
+    let (view, rs, cs) = strided_host_slice(&t)?;
+    let size = t.size();
+    let (rows, cols) = (size[0] as usize, size[1] as usize);
+    let mut out = Vec::with_capacity(rows * cols);
+    for c in 0..cols {
+        out.extend((0..rows).map(|r| view[r * rs + c * cs]));
+    }
+    Ok(out)
+}
+
+fn check_k(k: usize, n: usize, g: usize) -> Result<()> {
+    if k == 0 || k > n.min(g) {
+        return Err(SedrError::input("npcs", format!("must be between 1 and min(spots, genes) = {}", n.min(g))));
+    }
+    Ok(())
+}
+
+fn qr(a: &Tensor) -> Result<Tensor> {
+    Ok(Tensor::f_linalg_qr(a, "reduced")?.0)
+}
+
+/// The g × l Gaussian test matrix, drawn from SEDR's own seeded generator
+/// (SplitMix64, Box–Muller) rather than libtorch's global one: the same seed
+/// gives the same matrix on every device and thread count, and concurrent
+/// libtorch users cannot reseed it between the seeding and the draw.
+fn gaussian(g: i64, l: i64, seed: u64, device: Device) -> Result<Tensor> {
+    let len = (g * l) as usize;
+    let mut rng = SplitMix64::new(seed);
+    let mut out = Vec::with_capacity(len + 1);
+    while out.len() < len {
+        // u1 in (0, 1] so that the logarithm is finite.
+        let u1 = 1.0 - rng.next_f64();
+        let u2 = rng.next_f64();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let t = 2.0 * std::f64::consts::PI * u2;
+        out.push(r * t.cos());
+        out.push(r * t.sin());
+    }
+    out.truncate(len);
+    Ok(Tensor::from_slice(&out).f_view([g, l])?.f_to_device(device)?)
+}
+
+/// Randomized SVD of an implicit n × g matrix Z given by its products
+/// `mul(M) = Z·M` (M: g × l) and `tmul(Q) = Zᵀ·Q` (Q: n × l): a Gaussian
+/// range finder with `OVERSAMPLE` extra columns and `POWER_ITERS` power
+/// iterations. Each iteration re-orthonormalises the genes-side basis by QR
+/// (g × l, cheap); the spots-side basis (n × l) is orthonormalised once, at
+/// the end. That spans the same subspaces as a QR after every product (a QR
+/// only changes the basis within a span: Zᵀ(Y·R⁻¹) has the Q factor of ZᵀY up
+/// to column signs, which the final SVD absorbs), and the n × l QRs are the
+/// dominant cost at a million spots. Between two genes-side QRs the
+/// conditioning is that of ZᵀZ on an orthonormal basis, harmless in double
+/// precision for z-scored data.
+fn randomized_svd(
+    mul: impl Fn(&Tensor) -> Result<Tensor>,
+    tmul: impl Fn(&Tensor) -> Result<Tensor>,
+    g: i64,
+    l: i64,
+    k: i64,
+    seed: u64,
+    device: Device,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let omega = gaussian(g, l, seed, device)?;
+    let mut y = mul(&omega)?;
+    for _ in 0..POWER_ITERS {
+        let w = qr(&tmul(&y)?)?;
+        y = mul(&w)?;
+    }
+    let q = qr(&y)?;
+    drop(y);
+    // B = Qᵀ Z (l × g), from Zᵀ Q.
+    let b = tmul(&q)?.f_transpose(0, 1)?;
+    let (ub, s, v) = b.f_svd(true, true)?;
+    // Only the first k columns of U = Q·Ub are kept: form just those.
+    let ub = ub.f_narrow(1, 0, k)?;
+    Ok((q.f_mm(&ub)?, s, v))
+}
+
+/// The first `k` components with the sign convention (the largest |loading|
+/// of each component is positive: deterministic across runs and devices),
+/// copied to the host in R's layout.
+fn finish(u: Tensor, s: Tensor, v: Tensor, k: i64) -> Result<Pca> {
+    let (s, v) = (s.f_narrow(0, 0, k)?, v.f_narrow(1, 0, k)?);
+    let pick = v.abs().argmax(0, true);
+    let sign = v.gather(0, &pick, false).sign();
+    let sign = sign.where_self(&sign.ne(0.0), &sign.ones_like());
+    // Scores in place (n × k is the largest output: no second copy of it).
+    let mut scores = u.f_narrow(1, 0, k)?;
+    drop(u);
+    let _ = scores.f_mul_(&(&s * &sign))?;
+    let v = v * &sign;
+    Ok(Pca {
+        scores: col_major(&scores)?,
+        sdev: Vec::<f64>::try_from(s.to_device(Device::Cpu))?,
+        loadings: col_major(&v)?,
+    })
+}
+
+/// Exact SVD of a small dense matrix, after centring its columns.
+fn exact_svd(x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let x = x - x.f_mean_dim(0, true, Kind::Double)?;
+    Ok(x.f_svd(true, true)?)
 }
 
 /// PCA of `x` (n × g, column-major, columns are features) to `k` components.
@@ -26,45 +144,349 @@ pub fn pca(x_col_major: &[f64], n: usize, g: usize, k: usize, seed: u64, threads
     if x_col_major.len() != n * g || n < 2 || g < 1 {
         return Err(SedrError::input("x", format!("expected an n × g matrix with n ≥ 2 (got {} values for {n} × {g})", x_col_major.len())));
     }
-    if k == 0 || k > n.min(g) {
-        return Err(SedrError::input("npcs", format!("must be between 1 and min(spots, genes) = {}", n.min(g))));
-    }
+    check_k(k, n, g)?;
     if x_col_major.iter().any(|v| !v.is_finite()) {
         return Err(SedrError::input("x", "contains NA, NaN or Inf"));
     }
     let _threads = ThreadGuard::set(threads);
     let _grad = tch::no_grad_guard();
-    tch::manual_seed(seed as i64);
     let x = Tensor::from_slice(x_col_major).f_view([g as i64, n as i64])?.transpose(0, 1).f_to_device(device)?;
-    let x = &x - x.mean_dim(0, true, Kind::Double);
     let (n_i, g_i, k_i) = (n as i64, g as i64, k as i64);
-    let l = (k_i + 10).min(n_i.min(g_i));
+    let l = (k_i + OVERSAMPLE).min(n_i.min(g_i));
     let (u, s, v) = if l >= n_i.min(g_i) {
         // Small enough for an exact SVD.
-        x.f_svd(true, true)?
+        exact_svd(&x)?
     } else {
-        let omega = Tensor::randn([g_i, l], (Kind::Double, device));
-        let mut q = Tensor::f_linalg_qr(&x.mm(&omega), "reduced")?.0;
-        for _ in 0..4 {
-            let w = Tensor::f_linalg_qr(&x.transpose(0, 1).mm(&q), "reduced")?.0;
-            q = Tensor::f_linalg_qr(&x.mm(&w), "reduced")?.0;
-        }
-        let b = q.transpose(0, 1).mm(&x);
-        let (ub, s, v) = b.f_svd(true, true)?;
-        (q.mm(&ub), s, v)
+        let x = &x - x.f_mean_dim(0, true, Kind::Double)?;
+        let xt = x.transpose(0, 1);
+        randomized_svd(|m| Ok(x.f_mm(m)?), |q| Ok(xt.f_mm(q)?), g_i, l, k_i, seed, device)?
     };
-    let (u, s, v) = (u.narrow(1, 0, k_i), s.narrow(0, 0, k_i), v.narrow(1, 0, k_i));
-    // Sign convention: the largest |loading| of each component is positive.
-    let pick = v.abs().argmax(0, true);
-    let sign = v.gather(0, &pick, false).sign();
-    let sign = sign.where_self(&sign.ne(0.0), &sign.ones_like());
-    let scores = u * &s * &sign;
-    let v = v * &sign;
-    Ok(Pca {
-        scores: col_major(&scores)?,
-        sdev: Vec::<f64>::try_from(s.to_device(Device::Cpu))?,
-        loadings: col_major(&v)?,
-    })
+    finish(u, s, v, k_i)
+}
+
+/// A sparse n × g matrix in CSR form (rows = spots), borrowed: exactly the
+/// slots of R's genes × spots dgCMatrix (its CSC form).
+struct Csr<'a> {
+    indptr: &'a [i32],
+    indices: &'a [i32],
+    values: &'a [f64],
+    n: usize,
+    g: usize,
+}
+
+/// Rows per block of the CPU kernels. Fixed (not derived from the thread
+/// count), so the summation order and hence the result do not depend on it.
+const BLOCK: usize = 4096;
+
+impl Csr<'_> {
+    /// Checks the slots as they arrive from R: pointers start at 0, never
+    /// decrease and end at nnz; gene indices are in range and strictly
+    /// increasing within a spot (no duplicates); values are finite.
+    fn check(&self) -> Result<()> {
+        let (indptr, indices, n, g) = (self.indptr, self.indices, self.n, self.g);
+        let bad = |msg: &str| Err(SedrError::input("x", msg.to_string()));
+        if indptr.len() != n + 1 || indptr.first() != Some(&0) {
+            return bad("has malformed column pointers (expected one per spot plus one, starting at 0)");
+        }
+        if indices.len() != self.values.len() || indptr[n] < 0 || indptr[n] as usize != indices.len() {
+            return bad("has malformed sparse slots (pointers, indices and values disagree)");
+        }
+        for r in 0..n {
+            let (a, b) = (indptr[r], indptr[r + 1]);
+            if b < a {
+                return bad("has decreasing column pointers");
+            }
+            let mut last = -1i64;
+            for &j in &indices[a as usize..b as usize] {
+                if j < 0 || j as usize >= g || (j as i64) <= last {
+                    return bad("has gene indices out of range, unsorted or duplicated within a spot");
+                }
+                last = j as i64;
+            }
+        }
+        if self.values.iter().any(|v| !v.is_finite()) {
+            return bad("contains NA, NaN or Inf");
+        }
+        Ok(())
+    }
+
+    fn row(&self, i: usize) -> (&[i32], &[f64]) {
+        let (a, b) = (self.indptr[i] as usize, self.indptr[i + 1] as usize);
+        (&self.indices[a..b], &self.values[a..b])
+    }
+
+    /// out = X·m, with m (g × l) and out (n × l) row-major; rows in parallel.
+    fn mul_into(&self, m: &[f64], l: usize, out: &mut [f64]) {
+        out.par_chunks_mut(l * BLOCK).enumerate().for_each(|(b, block)| {
+            for (r, o) in block.chunks_mut(l).enumerate() {
+                let (js, vs) = self.row(b * BLOCK + r);
+                for (&j, &v) in js.iter().zip(vs) {
+                    let mrow = &m[j as usize * l..(j as usize + 1) * l];
+                    o.iter_mut().zip(mrow).for_each(|(o, m)| *o += v * m);
+                }
+            }
+        });
+    }
+
+    /// Xᵀ·q for q (n × l, element (i, c) at `q[i * rs + c * cs]`: row- or
+    /// column-major, so QR's column-major output needs no copy), as g × l
+    /// row-major. Each block of spots copies its rows of q into a row-major
+    /// buffer and accumulates into its own g × l buffer (cache-resident);
+    /// buffers are added in block order, a wave of `threads` blocks at a
+    /// time, so the result is the same for every thread count.
+    fn tmul(&self, q: &[f64], l: usize, rs: usize, cs: usize, threads: usize) -> Vec<f64> {
+        let blocks = self.n.div_ceil(BLOCK);
+        let mut total = vec![0.0; self.g * l];
+        let wave = threads.max(1);
+        for w0 in (0..blocks).step_by(wave) {
+            let parts: Vec<Vec<f64>> = (w0..(w0 + wave).min(blocks))
+                .into_par_iter()
+                .map(|b| {
+                    let mut acc = vec![0.0; self.g * l];
+                    let (start, end) = (b * BLOCK, ((b + 1) * BLOCK).min(self.n));
+                    let mut qb = vec![0.0; (end - start) * l];
+                    for c in 0..l {
+                        for i in start..end {
+                            qb[(i - start) * l + c] = q[i * rs + c * cs];
+                        }
+                    }
+                    for i in start..end {
+                        let qrow = &qb[(i - start) * l..(i - start + 1) * l];
+                        let (js, vs) = self.row(i);
+                        for (&j, &v) in js.iter().zip(vs) {
+                            let a = &mut acc[j as usize * l..(j as usize + 1) * l];
+                            a.iter_mut().zip(qrow).for_each(|(a, q)| *a += v * q);
+                        }
+                    }
+                    acc
+                })
+                .collect();
+            for part in parts {
+                total.iter_mut().zip(&part).for_each(|(t, p)| *t += p);
+            }
+        }
+        total
+    }
+
+    /// CSR of Xᵀ (rows = genes) by counting sort; indices sorted per row.
+    fn transpose(&self) -> (Vec<i32>, Vec<i32>, Vec<f64>) {
+        let (n, g) = (self.n, self.g);
+        let mut tptr = vec![0i32; g + 1];
+        for &j in self.indices {
+            tptr[j as usize + 1] += 1;
+        }
+        for j in 0..g {
+            tptr[j + 1] += tptr[j];
+        }
+        let mut next: Vec<i32> = tptr[..g].to_vec();
+        let mut tind = vec![0i32; self.indices.len()];
+        let mut tval = vec![0f64; self.indices.len()];
+        for i in 0..n {
+            let (js, vs) = self.row(i);
+            for (&j, &v) in js.iter().zip(vs) {
+                let dst = next[j as usize] as usize;
+                tind[dst] = i as i32;
+                tval[dst] = v;
+                next[j as usize] += 1;
+            }
+        }
+        (tptr, tind, tval)
+    }
+}
+
+/// A libtorch sparse CSR tensor (for CUDA, where cuSPARSE does the products;
+/// on the CPU libtorch's products with Xᵀ are several times slower than
+/// [`Csr::tmul`] and need copies of X, and CSR support prints a "beta" warning).
+fn csr_tensor(indptr: &[i32], indices: &[i32], values: &[f64], rows: i64, cols: i64, device: Device) -> Result<Tensor> {
+    let crow = Tensor::from_slice(indptr).f_to_device(device)?;
+    let col = Tensor::from_slice(indices).f_to_device(device)?;
+    let val = Tensor::from_slice(values).f_to_device(device)?;
+    Ok(Tensor::f_sparse_csr_tensor_crow_col_value_size(&crow, &col, &val, [rows, cols], (Kind::Double, device))?)
+}
+
+/// Row and column strides of a 2-d tensor laid out as one dense row- or
+/// column-major block, else None.
+fn dense_layout(t: &Tensor) -> Option<(usize, usize)> {
+    let (size, stride) = (t.size(), t.stride());
+    if size.len() != 2 {
+        return None;
+    }
+    let (r, c) = (size[0], size[1]);
+    if (stride[1] == 1 || c <= 1) && (stride[0] == c || r <= 1) {
+        Some((c.max(0) as usize, 1))
+    } else if (stride[0] == 1 || r <= 1) && (stride[1] == r || c <= 1) {
+        Some((1, r.max(0) as usize))
+    } else {
+        None
+    }
+}
+
+/// The data of a 2-d double tensor on the CPU laid out as a dense row- or
+/// column-major block, borrowed, with its row and column strides.
+fn strided_host_slice(t: &Tensor) -> Result<(&[f64], usize, usize)> {
+    let layout = dense_layout(t);
+    let (rs, cs) = match layout {
+        Some(l) if t.device() == Device::Cpu && t.kind() == Kind::Double => l,
+        _ => return Err(SedrError::Internal("pca: expected a dense 2-d double tensor on the CPU".into())),
+    };
+    let len = t.numel();
+    if len == 0 {
+        return Ok((&[], rs, cs));
+    }
+    // SAFETY: a dense row- or column-major block of `len` doubles on the CPU
+    // that lives (and is not written to) while `t` is borrowed.
+    Ok((unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f64, len) }, rs, cs))
+}
+
+/// The data of a contiguous double tensor on the CPU, borrowed.
+fn host_slice(t: &Tensor) -> Result<&[f64]> {
+    if t.device() != Device::Cpu || t.kind() != Kind::Double || !t.is_contiguous() {
+        return Err(SedrError::Internal("pca: expected a contiguous double tensor on the CPU".into()));
+    }
+    let len = t.numel();
+    if len == 0 {
+        return Ok(&[]);
+    }
+    // SAFETY: the tensor is a contiguous, CPU-resident block of `len`
+    // doubles that lives (and is not written to) while `t` is borrowed.
+    Ok(unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f64, len) })
+}
+
+/// Like [`host_slice`], writable.
+fn host_slice_mut(t: &mut Tensor) -> Result<&mut [f64]> {
+    if t.device() != Device::Cpu || t.kind() != Kind::Double || !t.is_contiguous() {
+        return Err(SedrError::Internal("pca: expected a contiguous double tensor on the CPU".into()));
+    }
+    let len = t.numel();
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    // SAFETY: as in `host_slice`; the exclusive borrow of `t` excludes any
+    // other access for the slice's lifetime.
+    Ok(unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f64, len) })
+}
+
+/// PCA of Z = (X − 1·μᵀ)·diag(1/σ) to `k` components without forming Z, for
+/// a sparse n × g matrix X (spots × genes) given as CSR (`indptr` n + 1,
+/// `indices` gene ids, `values`) — exactly the slots of R's dgCMatrix of
+/// genes × spots. `center` is μ and `scale` σ per gene; `scale[j] == 0`
+/// marks a constant gene whose column of Z is zero. The products are sparse
+/// with rank-one corrections, Z·M = X·(M/σ) − 1·((μ/σ)ᵀM) and
+/// Zᵀ·Q = (XᵀQ)/σ − (μ/σ)·(1ᵀQ); the randomized SVD, its seed use, the sign
+/// convention and the output are those of [`pca`], so both agree on the same
+/// Z. On the CPU the sparse products are rayon kernels on the borrowed slots
+/// (no copy of X; deterministic for every thread count); on CUDA they are
+/// libtorch sparse CSR products (cuSPARSE).
+#[allow(clippy::too_many_arguments)]
+pub fn pca_sparse(
+    indptr: &[i32],
+    indices: &[i32],
+    values: &[f64],
+    n: usize,
+    g: usize,
+    center: &[f64],
+    scale: &[f64],
+    k: usize,
+    seed: u64,
+    threads: usize,
+    device: Device,
+) -> Result<Pca> {
+    sparse_impl(indptr, indices, values, n, g, center, scale, k, seed, threads, device, device != Device::Cpu)
+}
+
+/// [`pca_sparse`] with the choice of sparse products explicit (libtorch CSR
+/// tensors, or the CPU kernels), so tests can run both on the CPU.
+#[allow(clippy::too_many_arguments)]
+fn sparse_impl(
+    indptr: &[i32],
+    indices: &[i32],
+    values: &[f64],
+    n: usize,
+    g: usize,
+    center: &[f64],
+    scale: &[f64],
+    k: usize,
+    seed: u64,
+    threads: usize,
+    device: Device,
+    torch_sparse: bool,
+) -> Result<Pca> {
+    if n < 2 || g < 1 {
+        return Err(SedrError::input("x", format!("expected at least 2 spots and 1 gene (got {n} × {g})")));
+    }
+    check_k(k, n, g)?;
+    if n > i32::MAX as usize || g > i32::MAX as usize {
+        return Err(SedrError::input("x", "has more than 2^31 - 1 spots or genes"));
+    }
+    let x = Csr { indptr, indices, values, n, g };
+    x.check()?;
+    if center.len() != g || scale.len() != g {
+        return Err(SedrError::input("center", format!("`center` and `scale` need one value per gene ({g})")));
+    }
+    if center.iter().any(|v| !v.is_finite()) {
+        return Err(SedrError::input("center", "contains NA, NaN or Inf"));
+    }
+    if scale.iter().any(|v| !v.is_finite() || *v < 0.0) {
+        return Err(SedrError::input("scale", "must be finite and >= 0 (0 marks a constant gene)"));
+    }
+    let threads = threads.max(1);
+    let _threads = ThreadGuard::set(threads);
+    let _grad = tch::no_grad_guard();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| SedrError::Internal(format!("thread pool: {e}")))?;
+    let (n_i, g_i, k_i) = (n as i64, g as i64, k as i64);
+    // w = 1/σ (0 for constant genes), c = μ·w; both g × 1 columns.
+    let w: Vec<f64> = scale.iter().map(|&s| if s > 0.0 { 1.0 / s } else { 0.0 }).collect();
+    let c: Vec<f64> = center.iter().zip(&w).map(|(m, w)| m * w).collect();
+    let w = Tensor::from_slice(&w).f_view([g_i, 1])?.f_to_device(device)?;
+    let c = Tensor::from_slice(&c).f_view([g_i, 1])?.f_to_device(device)?;
+    let ct = c.f_transpose(0, 1)?;
+    let l = (k_i + OVERSAMPLE).min(n_i.min(g_i));
+    let (u, s, v) = if l >= n_i.min(g_i) {
+        // min(n, g) <= k + 10: Z is small enough to form for an exact SVD.
+        let mut dense = vec![0.0; n * g];
+        for i in 0..n {
+            let (js, vs) = x.row(i);
+            for (&j, &v) in js.iter().zip(vs) {
+                dense[i * g + j as usize] = v;
+            }
+        }
+        let z = Tensor::from_slice(&dense).f_view([n_i, g_i])?.f_to_device(device)?;
+        drop(dense);
+        exact_svd(&(z * w.f_view([1, g_i])? - &ct))?
+    } else if !torch_sparse && device == Device::Cpu {
+        let lu = l as usize;
+        let mul = |m: &Tensor| -> Result<Tensor> {
+            let mw = (m * &w).f_contiguous()?;
+            let mut out = Tensor::f_zeros([n_i, l], (Kind::Double, Device::Cpu))?;
+            {
+                let (mw_s, out_s) = (host_slice(&mw)?, host_slice_mut(&mut out)?);
+                pool.install(|| x.mul_into(mw_s, lu, out_s));
+            }
+            let _ = out.f_sub_(&ct.f_mm(m)?)?;
+            Ok(out)
+        };
+        let tmul = |q: &Tensor| -> Result<Tensor> {
+            let qc = if dense_layout(q).is_some() { q.shallow_clone() } else { q.f_contiguous()? };
+            let (qs, rs, cs) = strided_host_slice(&qc)?;
+            let xtq = pool.install(|| x.tmul(qs, lu, rs, cs, threads));
+            let xtq = Tensor::from_slice(&xtq).f_view([g_i, l])?;
+            Ok(xtq * &w - c.f_mm(&q.f_sum_dim_intlist(0, true, Kind::Double)?)?)
+        };
+        randomized_svd(mul, tmul, g_i, l, k_i, seed, device)?
+    } else {
+        let xs = csr_tensor(indptr, indices, values, n_i, g_i, device)?;
+        let xt = {
+            let (tp, ti, tv) = x.transpose();
+            csr_tensor(&tp, &ti, &tv, g_i, n_i, device)?
+        };
+        let mul = |m: &Tensor| -> Result<Tensor> { Ok(xs.f_mm(&(m * &w))? - ct.f_mm(m)?) };
+        let tmul = |q: &Tensor| -> Result<Tensor> { Ok(xt.f_mm(q)? * &w - c.f_mm(&q.f_sum_dim_intlist(0, true, Kind::Double)?)?) };
+        randomized_svd(mul, tmul, g_i, l, k_i, seed, device)?
+    };
+    finish(u, s, v, k_i)
 }
 
 #[cfg(test)]
@@ -89,6 +511,129 @@ mod tests {
         assert_eq!(p.scores, p2.scores);
         let col0: f64 = p.scores[..300].iter().sum();
         assert!(col0.abs() < 1e-8);
+    }
+
+    /// A random sparse n × g count-like matrix as CSR (rows = spots), with
+    /// an all-zero gene and a constant gene, plus its per-gene mean and
+    /// unbiased sd (0 for the two constant genes) and the dense Z.
+    fn random_sparse(n: usize, g: usize, density: f64, seed: u64) -> (Vec<i32>, Vec<i32>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut rng = crate::rng::SplitMix64::new(seed);
+        let (mut indptr, mut indices, mut values) = (vec![0i32], Vec::new(), Vec::new());
+        let mut dense = vec![0.0; n * g];
+        for i in 0..n {
+            for j in 0..g {
+                let v = if j == 0 {
+                    0.0 // never detected
+                } else if j == 1 {
+                    3.0 // detected everywhere, constant
+                } else if rng.next_f64() < density * (1.0 + (j % 7) as f64) {
+                    1.0 + (rng.next_f64() * 20.0).floor() * (1.0 + (j % 3) as f64)
+                } else {
+                    0.0
+                };
+                if v != 0.0 {
+                    indices.push(j as i32);
+                    values.push(v);
+                    dense[i * g + j] = v;
+                }
+            }
+            indptr.push(indices.len() as i32);
+        }
+        let mut center = vec![0.0; g];
+        let mut scale = vec![0.0; g];
+        for j in 0..g {
+            let m = (0..n).map(|i| dense[i * g + j]).sum::<f64>() / n as f64;
+            let ss = (0..n).map(|i| (dense[i * g + j] - m).powi(2)).sum::<f64>();
+            center[j] = m;
+            scale[j] = (ss / (n - 1) as f64).sqrt();
+        }
+        // Z, column-major, constant genes zero.
+        let mut z = vec![0.0; n * g];
+        for j in 0..g {
+            for i in 0..n {
+                z[j * n + i] = if scale[j] > 1e-12 { (dense[i * g + j] - center[j]) / scale[j] } else { 0.0 };
+            }
+        }
+        for s in scale.iter_mut() {
+            if *s <= 1e-12 {
+                *s = 0.0;
+            }
+        }
+        (indptr, indices, values, center, scale, z)
+    }
+
+    fn assert_same(a: &Pca, b: &Pca) {
+        for (x, y) in a.sdev.iter().zip(&b.sdev) {
+            assert!((x - y).abs() <= 1e-6 * y.abs().max(1e-300), "sdev {x} vs {y}");
+        }
+        for (x, y) in a.scores.iter().zip(&b.scores) {
+            assert!((x - y).abs() < 1e-6, "score {x} vs {y}");
+        }
+        for (x, y) in a.loadings.iter().zip(&b.loadings) {
+            assert!((x - y).abs() < 1e-6, "loading {x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn sparse_matches_dense_randomized() {
+        let (n, g, k) = (400, 120, 12);
+        let (p, i, x, center, scale, z) = random_sparse(n, g, 0.01, 7);
+        let density = x.len() as f64 / (n * g) as f64;
+        assert!(density > 0.02 && density < 0.1, "density {density}");
+        let dense = pca(&z, n, g, k, 5, 1, Device::Cpu).unwrap();
+        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu).unwrap();
+        assert_eq!(sparse.scores.len(), n * k);
+        assert_eq!(sparse.loadings.len(), g * k);
+        assert_same(&sparse, &dense);
+        // The constant genes load nothing; the scores are centred.
+        for c in 0..k {
+            assert!(sparse.loadings[c * g].abs() < 1e-12 && sparse.loadings[c * g + 1].abs() < 1e-12);
+            let m: f64 = sparse.scores[c * n..(c + 1) * n].iter().sum::<f64>() / n as f64;
+            assert!(m.abs() < 1e-9, "mean score {m}");
+        }
+        // The same with 2 threads; the same bits when repeated; and the same
+        // with libtorch's sparse CSR products (the CUDA path) on the CPU.
+        let two = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu).unwrap();
+        assert_same(&two, &dense);
+        let again = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu).unwrap();
+        assert!(again.scores == two.scores && again.sdev == two.sdev && again.loadings == two.loadings);
+        let torch = sparse_impl(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, true).unwrap();
+        assert_same(&torch, &dense);
+    }
+
+    #[test]
+    fn sparse_matches_dense_exact() {
+        // min(n, g) <= k + 10: both take the exact SVD.
+        let (n, g, k) = (200, 15, 6);
+        let (p, i, x, center, scale, z) = random_sparse(n, g, 0.03, 11);
+        let dense = pca(&z, n, g, k, 3, 1, Device::Cpu).unwrap();
+        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 3, 1, Device::Cpu).unwrap();
+        assert_same(&sparse, &dense);
+    }
+
+    #[test]
+    fn sparse_rejects_bad_input() {
+        let (p, i, x) = (vec![0, 1, 2], vec![0, 1], vec![1.0, 2.0]);
+        let (c, s) = (vec![0.5, 1.0], vec![1.0, 1.0]);
+        assert!(pca_sparse(&p, &i, &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu).is_ok());
+        assert!(pca_sparse(&p, &i, &x, 2, 2, &c, &s, 3, 1, 1, Device::Cpu).is_err()); // k too large
+        assert!(pca_sparse(&[0, 1], &i, &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu).is_err()); // pointers
+        assert!(pca_sparse(&p, &[0, 2], &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu).is_err()); // index range
+        assert!(pca_sparse(&[0, 2, 2], &[1, 0], &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu).is_err()); // unsorted
+        assert!(pca_sparse(&p, &i, &[1.0, f64::NAN], 2, 2, &c, &s, 1, 1, 1, Device::Cpu).is_err());
+        assert!(pca_sparse(&p, &i, &x, 2, 2, &c, &[1.0, -1.0], 1, 1, 1, Device::Cpu).is_err());
+        assert!(pca_sparse(&p, &i, &x, 2, 2, &[0.5], &s, 1, 1, 1, Device::Cpu).is_err());
+    }
+
+    #[test]
+    fn reads_row_and_column_major_blocks() {
+        let t = Tensor::arange(6, (Kind::Double, Device::Cpu)).view([2, 3]);
+        assert_eq!(dense_layout(&t), Some((3, 1)));
+        assert_eq!(dense_layout(&t.tr()), Some((1, 3)));
+        assert_eq!(dense_layout(&t.narrow(1, 0, 2)), None);
+        assert_eq!(col_major(&t).unwrap(), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        assert_eq!(col_major(&t.tr()).unwrap(), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(col_major(&t.narrow(1, 1, 2)).unwrap(), vec![1.0, 4.0, 2.0, 5.0]);
     }
 
     #[test]

@@ -5,15 +5,21 @@
 //!
 //! The trainer is driven in chunks (`step`) so the caller can show progress
 //! and stop between chunks (R's Ctrl-C lands between `.Call`s).
+//!
+//! One epoch: a training forward that records where the autograd graph is
+//! cut ([`crate::model::Tape`]); the edge BCE and the reconstruction losses
+//! with their closed-form gradients, the KL terms through autograd; one
+//! backward that chains them exactly (`SedrNet::backward`); one Adam step.
+//! See `model.rs` for why (CPU speed); the maths is the reference's.
 
 use crate::device::ThreadGuard;
 use crate::error::{Result, SedrError};
 use crate::graph::SpatialGraph;
 use crate::kmeans::kmeans;
 use crate::loss;
-use crate::loss::Pairs;
+use crate::loss::{HostPairs, Pairs};
 use crate::model::{GraphOp, SedrNet};
-use crate::negatives::NegativeSampler;
+use crate::negatives::{NegativeSampler, Negatives};
 use crate::params::Params;
 use crate::rng::SplitMix64;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
@@ -49,6 +55,13 @@ pub struct Output {
     pub d_in: usize,
 }
 
+/// The positive pairs (A+I) of the edge loss: on the host for CPU training
+/// (the edge loss runs in plain Rust there), else on the device.
+enum Positives {
+    Host(HostPairs),
+    Device(Pairs),
+}
+
 pub struct Trainer {
     params: Params,
     device: Device,
@@ -56,16 +69,47 @@ pub struct Trainer {
     net: SedrNet,
     opt: nn::Optimizer,
     x: Tensor,
+    /// Row norms ‖x_i‖² (for the reconstruction losses).
+    xx: Tensor,
     adj: GraphOp,
-    pos: Pairs,
+    pos: Positives,
     sampler: NegativeSampler,
-    fixed_negatives: Option<Pairs>,
+    fixed_negatives: Option<Negatives>,
     norm: f64,
     rng: SplitMix64,
     epoch: usize,
     target: Option<Tensor>,
     history: Vec<EpochLoss>,
 }
+
+/// libtorch's CPU allocator has no cache: every tensor is a fresh `malloc`.
+/// glibc serves blocks above M_MMAP_THRESHOLD with new mappings and gives
+/// the top of the heap back to the OS once more than M_TRIM_THRESHOLD is
+/// free; both thresholds adapt, but only up to the largest block freed so
+/// far, so each epoch's temporaries (a few MB each) were faulted in afresh:
+/// page faults took ~40 % of a CPU epoch. This pins the thresholds at the
+/// values glibc's own adaptive rule reaches after one 32 MiB block has been
+/// freed (mmap 32 MiB, its maximum; trim 64 MiB). Process-wide, once.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_heap_memory() {
+    extern "C" {
+        fn mallopt(param: std::os::raw::c_int, value: std::os::raw::c_int) -> std::os::raw::c_int;
+    }
+    const M_TRIM_THRESHOLD: std::os::raw::c_int = -1;
+    const M_MMAP_THRESHOLD: std::os::raw::c_int = -3;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: mallopt only changes allocator parameters; it is safe to
+        // call at any time and returns 0 on failure, which we can ignore.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 32 << 20);
+            mallopt(M_TRIM_THRESHOLD, 64 << 20);
+        }
+    });
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_heap_memory() {}
 
 impl Trainer {
     /// `x` holds n × d features, column-major (as R stores a matrix).
@@ -87,6 +131,9 @@ impl Trainer {
             return Err(SedrError::input("dec.clusters", format!("({}) exceeds the number of spots ({n})", params.dec_clusters)));
         }
         let _threads = ThreadGuard::set(params.threads);
+        if device == Device::Cpu {
+            keep_freed_heap_memory();
+        }
         tch::manual_seed(params.seed as i64);
         let x = Tensor::from_slice(x_col_major)
             .f_view([d as i64, n as i64])?
@@ -98,12 +145,18 @@ impl Trainer {
             .f_to_device(device)?;
         let adj = GraphOp::new(graph, device)?;
         let (rows, cols) = graph.target_pairs();
-        let pos = Pairs::from_host(n, &rows, &cols, device);
-        let sampler = NegativeSampler::new(n as i64, &pos.src, &pos.dst, params.neg_ratio);
+        let (src_t, dst_t) = (Tensor::from_slice(&rows).f_to_device(device)?, Tensor::from_slice(&cols).f_to_device(device)?);
+        let sampler = NegativeSampler::new(n as i64, &src_t, &dst_t, params.neg_ratio);
+        let pos = if device == Device::Cpu {
+            let to_u32 = |v: &[i64]| v.iter().map(|&i| i as u32).collect::<Vec<u32>>();
+            Positives::Host(HostPairs::new(n, to_u32(&rows), to_u32(&cols)))
+        } else {
+            Positives::Device(Pairs::from_host(n, &rows, &cols, device))
+        };
         let vs = nn::VarStore::new(device);
         let net = SedrNet::new(&vs.root(), d as i64, &params);
-        let adam = nn::Adam { wd: params.weight_decay, ..Default::default() };
-        let opt = adam.build(&vs, params.lr)?;
+        // Coupled L2 (libtorch's Adam weight_decay), as the reference; not AdamW.
+        let opt = nn::Adam { wd: params.weight_decay, ..Default::default() }.build(&vs, params.lr)?;
         let fixed_negatives = if params.resample_negatives { None } else { Some(sampler.draw()) };
         Ok(Trainer {
             norm: graph.gae_norm(),
@@ -113,6 +166,7 @@ impl Trainer {
             vs,
             net,
             opt,
+            xx: tch::no_grad(|| x.square().sum_dim_intlist(1, false, None::<Kind>)),
             x,
             adj,
             pos,
@@ -171,7 +225,7 @@ impl Trainer {
     fn one_epoch(&mut self) -> Result<EpochLoss> {
         let p = &self.params;
         let phase = self.phase();
-        if phase == Phase::Dec && (self.epoch - p.epochs) % p.dec_interval == 0 {
+        if phase == Phase::Dec && (self.epoch - p.epochs).is_multiple_of(p.dec_interval) {
             if self.epoch == p.epochs {
                 self.start_dec()?;
             }
@@ -181,9 +235,8 @@ impl Trainer {
         let p = &self.params;
         let mut fw = self.net.forward(&self.x, &self.adj, true);
         let tape = fw.tape.take().ok_or_else(|| SedrError::Internal("training forward without a tape".into()))?;
-        let mse = loss::mse(&fw.recon, &self.x);
-        // The edge BCE comes with its gradient (no autograd); the VGAE KL
-        // goes through autograd.
+        // The edge BCE and the reconstruction losses come with their
+        // gradients (no autograd); the VGAE KL and DEC KL go through autograd.
         let drawn;
         let neg = match &self.fixed_negatives {
             Some(neg) => neg,
@@ -192,36 +245,38 @@ impl Trainer {
                 &drawn
             }
         };
-        let (bce, bce_grad) = loss::edge_bce_and_grad(&fw.z, &self.pos, Some(neg), self.norm);
+        let (bce, bce_grad) = match (&self.pos, neg) {
+            (Positives::Host(pos), Negatives::Host(neg)) => {
+                let (v, g) = loss::edge_bce_and_grad_host(&fw.z, pos, Some(neg), self.norm, p.threads)?;
+                (Tensor::from(v).to_kind(Kind::Float), g)
+            }
+            (Positives::Device(pos), Negatives::Device(neg)) => loss::edge_bce_and_grad(&fw.z, pos, Some(neg), self.norm),
+            _ => return Err(SedrError::Internal("positive and negative pairs live on different devices".into())),
+        };
+        let head = self.net.recon_head(&fw, &self.x, &self.xx, phase == Phase::Pretrain, p.rec_w, p.self_w, p.sce_alpha);
+        let (mse, sce) = (head.mse.shallow_clone(), head.sce.shallow_clone());
         let kl_vgae = loss::vgae_kl(&fw.mu, &fw.log_sigma);
-        let mut autograd_part = &mse * p.rec_w + &kl_vgae * p.gcn_w;
-        let zero = || Tensor::zeros([], (Kind::Float, self.device));
-        let (mut sce, mut kl) = (zero(), zero());
-        match phase {
-            Phase::Pretrain => {
-                if let Some((ind, n_mask, xm)) = &fw.masked {
-                    // Mean of the per-row SCE over the masked rows.
-                    sce = (loss::sce_rows(&fw.recon, xm, p.sce_alpha) * ind.squeeze_dim(1)).sum(Kind::Float) / (*n_mask as f64);
-                    autograd_part = autograd_part + &sce * p.self_w;
-                }
-            }
-            Phase::Dec => {
-                let target = self.target.as_ref().ok_or_else(|| SedrError::Internal("DEC target missing".into()))?;
-                kl = loss::dec_kl(&self.net.soft_assign(&fw.z), target);
-                autograd_part = autograd_part + &kl * p.dec_kl_w;
-            }
+        let mut autograd_part = &kl_vgae * p.gcn_w;
+        let mut kl = Tensor::zeros([], (Kind::Float, self.device));
+        if phase == Phase::Dec {
+            let target = self.target.as_ref().ok_or_else(|| SedrError::Internal("DEC target missing".into()))?;
+            kl = loss::dec_kl(&self.net.soft_assign(&fw.z), target);
+            autograd_part += &kl * p.dec_kl_w;
         }
         let graph = (&bce + &kl_vgae).detach();
-        let total = autograd_part.detach() + &bce * p.gcn_w;
-        // Backward: autograd for everything but the edge BCE, whose exact
-        // gradient enters through the surrogate <z, g> (value irrelevant).
-        let surrogate = &autograd_part + (&fw.z * (bce_grad * p.gcn_w)).sum(Kind::Float);
+        let total = autograd_part.detach() + &bce * p.gcn_w + &mse * p.rec_w + &sce * p.self_w;
+        // Backward: autograd for the KL terms; the exact gradients of the edge
+        // BCE and of the reconstruction losses enter through surrogate inner
+        // products (their values are irrelevant).
+        let surrogate = &autograd_part
+            + (&fw.z * (bce_grad * p.gcn_w)).sum(Kind::Float)
+            + &head.surrogate;
         self.opt.zero_grad();
         self.net.backward(&surrogate, tape, &self.adj);
         self.opt.step();
         // One device→host transfer for all the reported numbers.
         let vals = Vec::<f64>::try_from(
-            Tensor::stack(&[total, mse.detach(), graph, sce.detach(), kl.detach()], 0).to_kind(Kind::Double).to_device(Device::Cpu),
+            Tensor::stack(&[total, mse, graph, sce, kl.detach()], 0).to_kind(Kind::Double).to_device(Device::Cpu),
         )?;
         let rec = EpochLoss {
             epoch: self.epoch + 1,
@@ -271,7 +326,7 @@ impl Trainer {
         let latent = fw.z.size()[1] as usize;
         let dec_ran = self.params.dec && self.epoch > self.params.epochs;
         let q = if dec_ran { Some(to_vec(&tch::no_grad(|| self.net.soft_assign(&fw.z)))?) } else { None };
-        let recon = if with_recon { Some(to_vec(&fw.recon)?) } else { None };
+        let recon = if with_recon { Some(to_vec(&self.net.recon(&fw, false))?) } else { None };
         Ok(Output {
             n,
             latent,

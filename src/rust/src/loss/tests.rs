@@ -100,3 +100,70 @@ fn vgae_kl_is_zero_at_the_prior() {
     tch::manual_seed(7);
     gradcheck(|m| vgae_kl(m, &(m * 0.3)), &randn(&[4, 3]));
 }
+
+/// The host (CPU) edge loss equals the tensor formulation, single- and
+/// multi-threaded, for symmetric positives and random negatives; and both
+/// equal autograd through `edge_bce`.
+#[test]
+fn host_edge_loss_matches_tensor_path_and_autograd() {
+    use crate::graph::{build_graph, Coords, Neighbours};
+    let side = 110usize;
+    let coords: Vec<f64> = (0..side * side).flat_map(|i| [(i % side) as f64, (i / side) as f64]).collect();
+    let g = build_graph(&Coords { data: &coords, dim: 2 }, None, Neighbours::Knn(12)).unwrap();
+    let n = g.n();
+    let (r, c) = g.target_pairs();
+    let to_u32 = |v: &[i64]| v.iter().map(|&i| i as u32).collect::<Vec<u32>>();
+    let pos = HostPairs::new(n, to_u32(&r), to_u32(&c));
+    assert!(pos.symmetric && pos.len() > 100_000);
+    // Random negatives, sorted by source.
+    tch::manual_seed(8);
+    let dst = Vec::<i64>::try_from(Tensor::randint(n as i64, [r.len() as i64], (Kind::Int64, Device::Cpu))).unwrap();
+    let neg = HostPairs::new(n, to_u32(&r), to_u32(&dst));
+    assert!(!neg.symmetric);
+    let z = Tensor::randn([n as i64, 32], (Kind::Float, Device::Cpu)) * 0.4;
+    let (vt, gt) = edge_bce_and_grad(&z, &pos.to_pairs(Device::Cpu), Some(&neg.to_pairs(Device::Cpu)), 0.7);
+    let vt = f64::try_from(vt).unwrap();
+    for threads in [1, 2] {
+        let (vh, gh) = edge_bce_and_grad_host(&z, &pos, Some(&neg), 0.7, threads).unwrap();
+        assert!((vh - vt).abs() < 1e-5 * vt.abs(), "{vh} vs {vt}");
+        let scale = f64::try_from(gt.abs().max()).unwrap();
+        let diff = f64::try_from((&gh - &gt).abs().max()).unwrap();
+        assert!(diff < 1e-4 * scale, "threads {threads}: max |diff| {diff} (scale {scale})");
+    }
+    // Autograd through the reference formulation (float64).
+    let zd = z.to_kind(Kind::Double).set_requires_grad(true);
+    let l = edge_bce(&zd, (&Tensor::from_slice(&r), &Tensor::from_slice(&c)), Some((&Tensor::from_slice(&r), &Tensor::from_slice(&dst))), 0.7);
+    l.backward();
+    assert!((f64::try_from(&l).unwrap() - vt).abs() < 1e-5 * vt.abs());
+    let diff = f64::try_from((zd.grad() - gt.to_kind(Kind::Double)).abs().max()).unwrap();
+    assert!(diff < 1e-4 * f64::try_from(gt.abs().max()).unwrap(), "autograd diff {diff}");
+}
+
+/// The closed-form reconstruction gradients equal autograd of
+/// rec_w·MSE + self_w·SCE(masked rows of R, X + m·t), including the token's.
+#[test]
+fn recon_loss_gradients_match_autograd() {
+    tch::manual_seed(9);
+    let (n, d) = (40i64, 7i64);
+    let r0 = randn(&[n, d]);
+    let x = randn(&[n, d]);
+    let t0 = randn(&[1, d]) * 0.3;
+    let ind = Tensor::rand([n, 1], (Kind::Double, Device::Cpu)).lt(0.7).to_kind(Kind::Double);
+    let n_mask = f64::try_from(ind.sum(Kind::Double)).unwrap() as i64;
+    let rl = recon_loss_and_grad(&r0, &x, Some(MaskedRows { ind: &ind, n_mask, token: &t0 }), 10.0, 1.5, 3.0);
+    let r = r0.detach().set_requires_grad(true);
+    let t = t0.detach().set_requires_grad(true);
+    let xm = &x + &ind * &t;
+    let idx = ind.squeeze_dim(1).nonzero().squeeze_dim(1);
+    let mse_ref = mse(&r, &x);
+    let sce_ref = sce(&r.index_select(0, &idx), &xm.index_select(0, &idx), 3.0);
+    (&mse_ref * 10.0 + &sce_ref * 1.5).backward();
+    let close = |a: &Tensor, b: &Tensor| f64::try_from((a - b).abs().max()).unwrap() < 1e-10 * (1.0 + f64::try_from(b.abs().max()).unwrap());
+    assert!(close(&rl.mse, &mse_ref) && close(&rl.sce, &sce_ref));
+    assert!(close(&rl.d_recon, &r.grad()));
+    assert!(close(rl.d_token.as_ref().unwrap(), &t.grad()));
+    // Without a mask: the MSE part alone.
+    let plain = recon_loss_and_grad(&r0, &x, None, 10.0, 1.5, 3.0);
+    assert!(plain.d_token.is_none() && f64::try_from(&plain.sce).unwrap() == 0.0);
+    assert!(close(&plain.d_recon, &((&r0 - &x) * (20.0 / (n * d) as f64))));
+}

@@ -1,0 +1,189 @@
+# Scaling benchmark of the default preprocessing (sparse recipe + sparse PCA)
+# and of the spatial graph, at n spots x 2000 genes. Each size runs in a fresh
+# R process, so its peak RSS is its own; each stage's peak is VmHWM after the
+# stage, with the high-water mark reset before it (/proc/self/clear_refs), so
+# it includes the data already in memory (the counts). Prints a markdown table.
+#
+#   Rscript bench/scale.R [n1 n2 ...] [--train] [--genes=G] [--threads=T] [--density=D]
+#
+# Default sizes 50000 200000 (a few minutes); 1000000 takes ~10 min on 2 cores.
+# --train also runs RunSEDR(epochs = 5, dec = FALSE) (per-epoch time; the
+# memory guard may refuse it, which is then reported).
+#
+# The counts come from a fast sparse generator below, not from
+# SimulateSpatialTissue(): that one builds a dense genes x spots matrix of
+# expected counts (16 GB in doubles at 1M x 2000). Here the lattice and the
+# layered domains are the same kind (hexagonal, Visium spacing, curved bands
+# of equal size), each gene is detected in a spot with a per-gene rate
+# (mean `density`), raised 4x in the domain it marks (20 markers per domain),
+# and a detected entry is 1 + Poisson(per-gene level x spot depth). Built
+# gene by gene as a spots x genes CSC matrix, then transposed: O(nnz) time
+# and memory, no dense step.
+
+args <- commandArgs(trailingOnly = TRUE)
+flag <- function(name, default) {
+  hit <- grep(paste0("^--", name, "="), args, value = TRUE)
+  if (length(hit)) sub(paste0("^--", name, "="), "", hit[1]) else default
+}
+child <- "--child" %in% args
+train <- "--train" %in% args
+n_genes <- as.integer(flag("genes", "2000"))
+threads <- as.integer(flag("threads", "2"))
+density <- as.numeric(flag("density", "0.05"))
+sizes <- suppressWarnings(as.numeric(args[!startsWith(args, "--")]))
+sizes <- sizes[is.finite(sizes)]
+
+simulate_sparse <- function(n, n_genes = 2000, n_domains = 7, density = 0.05,
+                            markers = 20, seed = 1) {
+  set.seed(seed)
+  cols <- ceiling(sqrt(n))
+  r <- (seq_len(n) - 1L) %/% cols
+  c <- (seq_len(n) - 1L) %% cols
+  x <- 100 * (c + 0.5 * (r %% 2))
+  y <- 100 * r * sqrt(3) / 2
+  height <- max(y) + 100
+  layer <- y + 0.5 * height / n_domains * sin(2 * pi * x / (max(x) + 100) + 1)
+  dom <- as.integer(ceiling(rank(layer, ties.method = "first") * n_domains / n))
+  by_dom <- split(seq_len(n), factor(dom, levels = seq_len(n_domains)))
+  nd <- lengths(by_dom)
+
+  # Detection rate per gene and domain; markers up in their domain.
+  rate <- stats::runif(n_genes, 0.2, 1.8) * density
+  p <- matrix(rate, n_genes, n_domains)
+  mk <- matrix(sample.int(n_genes, markers * n_domains), markers)
+  for (d in seq_len(n_domains)) p[mk[, d], d] <- pmin(0.9, 4 * p[mk[, d], d])
+  m <- matrix(stats::rbinom(n_genes * n_domains, rep(nd, each = n_genes), p), n_genes, n_domains)
+  per_gene <- rowSums(m)
+  nnz <- sum(per_gene)
+  if (nnz >= .Machine$integer.max) stop("too many nonzeros for a dgCMatrix")
+
+  # Spots of each gene (CSC of spots x genes), sorted within the gene.
+  ii <- integer(nnz)
+  pos <- 0
+  for (g in seq_len(n_genes)) {
+    idx <- vector("list", n_domains)
+    for (d in seq_len(n_domains)) idx[[d]] <- by_dom[[d]][sample.int(nd[d], m[g, d])]
+    idx <- sort.int(unlist(idx, use.names = FALSE))
+    ii[pos + seq_along(idx)] <- idx - 1L
+    pos <- pos + length(idx)
+  }
+  level <- stats::rlnorm(n_genes, 0, 0.8)
+  depth <- stats::rlnorm(n, 0, 0.3)
+  vals <- 1 + stats::rpois(nnz, rep.int(level, per_gene) * depth[ii + 1L])
+  spots <- paste0("spot", seq_len(n))
+  genes <- paste0("gene", seq_len(n_genes))
+  sg <- new("dgCMatrix", i = ii, p = c(0L, as.integer(cumsum(per_gene))), x = as.double(vals),
+            Dim = c(as.integer(n), as.integer(n_genes)), Dimnames = list(spots, genes))
+  rm(ii, vals)
+  counts <- Matrix::t(sg)  # genes x spots
+  rm(sg)
+  coords <- cbind(x = x, y = y)
+  rownames(coords) <- spots
+  empty <- which(diff(counts@p) == 0)
+  if (length(empty)) {  # (vanishingly rare) spots without counts: drop them
+    counts <- counts[, -empty, drop = FALSE]
+    coords <- coords[-empty, , drop = FALSE]
+  }
+  list(counts = counts, coords = coords, domain = dom)
+}
+
+status_mb <- function(field) {
+  st <- readLines("/proc/self/status")
+  as.numeric(gsub("[^0-9]", "", grep(paste0("^", field, ":"), st, value = TRUE))) / 1024
+}
+
+# Runs `expr`; returns its value, the elapsed seconds and the peak RSS (MB)
+# during it (VmHWM, reset first where the kernel allows).
+stage <- function(expr) {
+  invisible(gc(full = TRUE))
+  reset <- tryCatch({ writeLines("5", "/proc/self/clear_refs"); TRUE }, error = function(e) FALSE,
+                    warning = function(w) FALSE)
+  before <- status_mb("VmRSS")
+  t0 <- proc.time()[["elapsed"]]
+  value <- force(expr)
+  list(value = value, seconds = proc.time()[["elapsed"]] - t0, peak = status_mb("VmHWM"),
+       before = before, reset = reset)
+}
+
+run_child <- function(n) {
+  suppressPackageStartupMessages(library(SEDR))
+  ns <- asNamespace("SEDR")
+  sim <- stage(simulate_sparse(n, n_genes = n_genes, density = density))
+  counts <- sim$value$counts
+  coords <- sim$value$coords
+  sim$value <- NULL
+  n <- ncol(counts)
+  nnz <- length(counts@x)
+  seed <- 42L
+
+  # The default preprocessing of RunSEDR(mode = "clustering"), stage by stage.
+  pca_s <- NA_real_
+  prep <- stage({
+    ns$check_counts_values(counts)
+    p <- ns$.preprocess_counts(counts, n.hvg = 2000, min.spots = 50, min.counts = 10, dense = FALSE)
+    if (n >= 1e5) invisible(gc(verbose = FALSE))  # as run_sedr() does
+    t0 <- proc.time()[["elapsed"]]
+    pcs <- ns$sedr_pca_sparse(p$norm, center = p$center, scale = ifelse(p$constant, 0, p$scale),
+                              npcs = 200, seed = seed, device = "cpu", n.threads = threads)
+    pca_s <- proc.time()[["elapsed"]] - t0
+    list(features = length(p$features), dims = ncol(pcs$scores), finite = all(is.finite(pcs$scores)))
+  })
+  graph <- stage(BuildSpatialGraph(coords, k.neighbors = 12, n.threads = threads))
+  nnz_graph <- length(graph$value@i)
+  est <- sum(ns$estimate_training_memory(n, prep$value$features, prep$value$dims, nnz_graph,
+                                         "clustering", "cpu", dec = FALSE))
+  graph$value <- NULL
+  tr <- list(per_epoch = NA_real_, peak = NA_real_, note = "")
+  if (train) {
+    fit <- stage(tryCatch(
+      RunSEDR(counts, coords = coords, epochs = 5, dec = FALSE, device = "cpu",
+              n.threads = threads, verbose = FALSE, seed.use = seed),
+      sedr_error_memory = function(e) e))
+    if (inherits(fit$value, "sedr_error_memory")) {
+      tr$note <- "refused by the memory guard"
+    } else {
+      tr$per_epoch <- fit$value$timings[["train"]] / 5
+      tr$peak <- fit$peak
+    }
+  }
+  cat(sprintf("RESULT|%d|%d|%d|%.2f|%.0f|%.2f|%.2f|%.0f|%.2f|%.0f|%d|%s|%.1f|%.3f|%.0f|%s|%s\n",
+              n, nrow(counts), nnz, sim$seconds, prep$before, prep$seconds, pca_s, prep$peak,
+              graph$seconds, graph$peak, prep$value$dims, prep$value$finite, est / 1024^3,
+              tr$per_epoch, tr$peak, tr$note, prep$reset))
+}
+
+if (child) {
+  run_child(sizes[1])
+  quit(save = "no")
+}
+
+if (!length(sizes)) sizes <- c(5e4, 2e5)
+script <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])
+cat(sprintf("SEDR scaling: %d genes, density %.2f, %d threads, npcs 200, k 12; host %s, %s\n\n",
+            n_genes, density, threads, Sys.info()[["nodename"]],
+            format(utils::packageVersion("SEDR"))))
+cat("| spots | genes | nnz | simulate s | counts in RAM (MB) | preprocess s | of which PCA s | preprocess peak RSS (MB) | graph s | graph peak RSS (MB) | train estimate (GB) |",
+    if (train) " train s/epoch | RunSEDR peak RSS (MB) |" else "", "\n", sep = "")
+cat("|---|---|---|---|---|---|---|---|---|---|---|", if (train) "---|---|" else "", "\n", sep = "")
+for (n in sizes) {
+  out <- system2("Rscript", c("--no-init-file", shQuote(script), "--child",
+                              format(n, scientific = FALSE), if (train) "--train",
+                              paste0("--genes=", n_genes), paste0("--threads=", threads),
+                              paste0("--density=", density)),
+                 stdout = TRUE, stderr = TRUE)
+  res <- grep("^RESULT\\|", out, value = TRUE)
+  if (!length(res)) {
+    cat(sprintf("| %s | failed: %s |\n", format(n, big.mark = ",", scientific = FALSE),
+                paste(utils::tail(out, 3), collapse = " / ")))
+    next
+  }
+  f <- strsplit(res[1], "|", fixed = TRUE)[[1]][-1]
+  big <- function(v) format(as.numeric(v), big.mark = ",", scientific = FALSE)
+  cat(sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", big(f[1]), f[2], big(f[3]),
+              f[4], big(f[5]), f[6], f[7], big(f[8]), f[9], big(f[10]), f[13]))
+  if (train) {
+    cat(if (nzchar(f[16])) sprintf(" %s | – |", f[16]) else sprintf(" %s | %s |", f[14], big(f[15])))
+  }
+  cat("\n")
+  if (f[17] != "TRUE") cat("(VmHWM could not be reset: peaks are since process start)\n")
+}
