@@ -32,20 +32,26 @@ available_memory <- function() {
   avail
 }
 
-# Estimated peak host bytes of training (and of returning its output), by part.
-# Model activations: each layer's n x width output kept for the backward
-# pass, its gradient and a few temporaries: 6 float32 copies of
-# n x (input + encoder + graph encoder + latent + decoder output). Calibrated
-# on the CPU trainer: the measured peak increase of training was 11 KB per
-# spot at 200 PCs (n = 50k-200k, linear in n), 8 KB at 30 PCs and 85 KB in
-# imputation with 2000 genes, against estimates of 19, 9 and 190 KB (the
-# margin covers allocator slack and changes to the model); the graph (A+I) as
-# indices (8 + 8 bytes) and a float weight (4), held ~3 times (operator,
-# edge-loss pairs, sampler); negatives as many pairs again per neg.ratio;
-# DEC's n x K assignment, target and gradients; the input as R doubles plus
-# its float32 tensor; the outputs as R doubles. With a CUDA device the
-# activations, negatives and DEC live on the GPU, so only the host copies of
-# the inputs and outputs count.
+# Estimated peak host bytes of training (and of returning its output), by part:
+# * activations: the layers' n x width outputs kept for the backward pass and
+#   their gradients, 2 float32 copies of n x (input + encoder + graph encoder
+#   + latent + decoder output);
+# * graph: A + I as indices (8 + 8 bytes) and a float weight (4), held ~3
+#   times (graph operator, edge-loss pairs, sampler);
+# * edge_pairs: the edge decoder's latent vectors gathered for every positive
+#   and negative pair, 2 float32 latent vectors per pair;
+# * negatives: their indices and weights, twice (draw and grouping);
+# * dec: DEC's n x K assignment, target and gradients;
+# * input: the R doubles passed in plus their float32 tensor;
+# * output: the embedding as R doubles (x3: Rust, R vector, matrix) and, in
+#   imputation, the denoised genes (x4: also the expression-scale copy).
+# Calibrated on the CPU trainer (peak RSS increase of the training call,
+# linear in n over 50k-200k spots, k = 12): 10.5 KB per spot at 200 PCs,
+# 7.6 KB at 30 PCs and 95 KB in imputation with 2000 genes, against estimates
+# of 15.6, 11.0 and 124 KB here (x1.3-1.5; the margin covers allocator slack
+# and changes to the model). With a CUDA device the activations, pairs, negatives
+# and DEC live on the GPU, so only the host copies of the graph, the inputs
+# and the outputs count.
 estimate_training_memory <- function(n_spots, n_features, input_dims, nnz_graph, mode, device,
                                      options = SEDROptions(), dec = TRUE) {
   n <- as.numeric(n_spots)
@@ -56,15 +62,15 @@ estimate_training_memory <- function(n_spots, n_features, input_dims, nnz_graph,
     2 * options$gcn.hidden2 + latent + d
   neg_ratio <- options$neg.ratio %||% (if (mode == "imputation") 0 else 1)
   on_gpu <- is.character(device) && startsWith(device, "cuda")
-  parts <- c(
-    activations = if (on_gpu) 0 else 6 * n * width * 4,
+  c(
+    activations = if (on_gpu) 0 else 2 * n * width * 4,
     graph = 3 * edges * (8 + 8 + 4),
+    edge_pairs = if (on_gpu) 0 else (1 + neg_ratio) * edges * 2 * latent * 4,
     negatives = if (on_gpu) 0 else 2 * neg_ratio * edges * (8 + 8 + 4),
     dec = if (on_gpu || !isTRUE(dec)) 0 else 6 * n * options$dec.clusters * 4,
     input = n * d * (8 + 4),
     output = 3 * n * latent * 8 + if (mode == "imputation") 4 * n * as.numeric(n_features) * 8 else 0
   )
-  parts
 }
 
 format_bytes <- function(b) {

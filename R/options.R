@@ -26,6 +26,11 @@
 #'   keeps the mode's default.
 #' @param resample.negatives Draw new negative pairs every epoch (`TRUE`) or
 #'   once, as the reference (`FALSE`).
+#' @param bn.full.batch In eval mode (the embedding and denoised output),
+#'   BatchNorm layers normalise with the statistics of the full batch, which
+#'   are exactly those used in (full-batch) training (`TRUE`). `FALSE` uses the
+#'   running averages like the reference, whose momentum of 0.01 leaves them
+#'   far from converged after 400 steps.
 #' @param kmeans.restarts k-means restarts for the DEC centres (20).
 #' @param kmeans.max.spots k-means for the DEC centres is fitted on at most
 #'   this many randomly chosen spots (50,000).
@@ -38,17 +43,18 @@ SEDROptions <- function(feat.hidden1 = 64, feat.hidden2 = 16, gcn.hidden1 = 64, 
                         dec.alpha = 1, dec.interval = 20, dec.epochs = 200, rec.weight = 10,
                         gcn.weight = 0.1, self.weight = 1, dec.kl.weight = 1, lr = 0.01,
                         weight.decay = 0.01, neg.ratio = NULL, resample.negatives = TRUE,
+                        bn.full.batch = TRUE,
                         kmeans.restarts = 20, kmeans.max.spots = 50000) {
   opts <- as.list(environment())
   opts <- opts[!vapply(opts, is.null, logical(1))]
-  for (nm in setdiff(names(opts), "resample.negatives")) {
+  for (nm in c("resample.negatives", "bn.full.batch")) {
+    if (!isTRUE(opts[[nm]]) && !isFALSE(opts[[nm]])) sedr_abort("must be TRUE or FALSE.", arg = nm)
+  }
+  for (nm in setdiff(names(opts), c("resample.negatives", "bn.full.batch"))) {
     v <- opts[[nm]]
     if (!is.numeric(v) || length(v) != 1 || !is.finite(v)) {
       sedr_abort("must be one finite number.", arg = nm)
     }
-  }
-  if (!isTRUE(opts$resample.negatives) && !isFALSE(opts$resample.negatives)) {
-    sedr_abort("must be TRUE or FALSE.", arg = "resample.negatives")
   }
   if (opts$lr <= 0) sedr_abort("must be a positive number (the default is 0.01).", arg = "lr")
   if (opts$dropout < 0 || opts$dropout >= 1) sedr_abort("must lie in [0, 1).", arg = "dropout")

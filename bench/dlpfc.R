@@ -9,6 +9,8 @@ args <- commandArgs(trailingOnly = TRUE)
 n_seeds <- if (length(args) >= 1) as.integer(args[1]) else 5L
 init_size <- if (length(args) >= 2 && args[2] != "NULL") as.integer(args[2]) else NULL
 threads <- as.integer(Sys.getenv("SEDR_THREADS", "2"))
+# SEDR_WEIGHT_DECAY overrides Adam's weight decay (default 0.01, the reference's).
+opts <- SEDROptions(weight.decay = as.numeric(Sys.getenv("SEDR_WEIGHT_DECAY", "0.01")))
 sets <- list(
   list(name = "dlpfc_151673", k = 12, G = 7, label = "layer"),
   list(name = "starmap_mouse_vcortex", k = 6, G = 7, label = "layer")
@@ -21,7 +23,7 @@ for (s in sets) {
   for (seed in seq_len(n_seeds) + 2022L) {
     t0 <- proc.time()[["elapsed"]]
     res <- RunSEDR(d$counts, coords = d$coords, k.neighbors = s$k, seed.use = seed,
-                   device = "cpu", n.threads = threads, verbose = FALSE,
+                   device = "cpu", n.threads = threads, verbose = FALSE, options = opts,
                    min.spots = if (ncol(d$counts) < 2000) 10 else 50)
     t1 <- proc.time()[["elapsed"]]
     cl <- SEDRClusters(res, n.clusters = s$G, seed.use = seed, mclust.init.size = init_size, verbose = FALSE)

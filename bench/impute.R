@@ -36,7 +36,7 @@ keep <- rownames(counts)[held_row] %in% genes
 g <- rownames(counts)[held_row][keep]
 s <- held_col[keep]
 truth <- truth_counts[keep] / libsize[s] * 1e6
-cpm <- t(t(masked[genes, , drop = FALSE]) / libsize * 1e6)
+cpm <- masked[genes, , drop = FALSE] %*% Matrix::Diagonal(x = 1e6 / libsize)
 A <- BuildSpatialGraph(d$coords, k.neighbors = 12)
 nbr_mean <- as.matrix(cpm %*% Matrix::t(A)) / rep(Matrix::rowSums(A), each = length(genes))
 gi <- match(g, genes)

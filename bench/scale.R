@@ -128,6 +128,7 @@ run_child <- function(n) {
     pca_s <- proc.time()[["elapsed"]] - t0
     list(features = length(p$features), dims = ncol(pcs$scores), finite = all(is.finite(pcs$scores)))
   })
+  rm(p, pcs)  # made in this frame by the stage's expression
   graph <- stage(BuildSpatialGraph(coords, k.neighbors = 12, n.threads = threads))
   nnz_graph <- length(graph$value@i)
   est <- sum(ns$estimate_training_memory(n, prep$value$features, prep$value$dims, nnz_graph,

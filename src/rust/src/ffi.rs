@@ -171,6 +171,7 @@ fn params_from_list(mode: &str, opts: List) -> Result<Params> {
             "weight.decay" => p.weight_decay = num()?,
             "neg.ratio" => p.neg_ratio = count()?,
             "resample.negatives" => p.resample_negatives = flag()?,
+            "bn.full.batch" => p.bn_full_batch = flag()?,
             "kmeans.restarts" => p.kmeans_restarts = count()?,
             "kmeans.max.spots" => p.kmeans_max_spots = count()?,
             "seed" => p.seed = num()? as i64 as u32 as u64,

@@ -267,24 +267,37 @@ impl Noise {
     }
 }
 
+const BN_EPS: f64 = 1e-3;
+
 /// Linear → BatchNorm1d(momentum 0.01, eps 1e-3) → ELU → Dropout.
 #[derive(Debug)]
 struct FullBlock {
     lin: nn::Linear,
     bn: nn::BatchNorm,
     p: f64,
+    /// In eval, normalise with the statistics of the full batch (see Params).
+    full_batch_eval: bool,
 }
 
 impl FullBlock {
-    fn new(vs: nn::Path, d_in: i64, d_out: i64, p: f64) -> Self {
+    fn new(vs: nn::Path, d_in: i64, d_out: i64, p: f64, full_batch_eval: bool) -> Self {
         let lin = nn::linear(&vs / "lin", d_in, d_out, Default::default());
-        let bn_cfg = nn::BatchNormConfig { momentum: 0.01, eps: 1e-3, ..Default::default() };
+        let bn_cfg = nn::BatchNormConfig { momentum: 0.01, eps: BN_EPS, ..Default::default() };
         let bn = nn::batch_norm1d(&vs / "bn", d_out, bn_cfg);
-        FullBlock { lin, bn, p }
+        FullBlock { lin, bn, p, full_batch_eval }
     }
 
     fn finish(&self, pre: &Tensor, train: bool, noise: &Noise) -> Tensor {
-        noise.dropout(&self.bn.forward_t(pre, train).elu(), self.p, train)
+        let normed = if !train && self.full_batch_eval {
+            // Training is full batch, so these are the exact statistics the
+            // model was trained with; the running averages (momentum 0.01)
+            // still lag far behind after 200-400 steps (reference spec §12.7)
+            // and squash the decoder's output. Running stats are not touched.
+            pre.batch_norm(self.bn.ws.as_ref(), self.bn.bs.as_ref(), None::<&Tensor>, None::<&Tensor>, true, 0.0, BN_EPS, false)
+        } else {
+            self.bn.forward_t(pre, train)
+        };
+        noise.dropout(&normed.elu(), self.p, train)
     }
 
     /// x·Wᵀ + b as one fused product.
@@ -366,11 +379,11 @@ impl SedrNet {
     pub fn new(vs: &nn::Path, d_in: i64, p: &Params) -> Self {
         let latent = p.latent_dim();
         // Registration order follows the reference so the layout is familiar.
-        let enc1 = FullBlock::new(vs / "enc1", d_in, p.feat_hidden1, p.dropout);
-        let enc2 = FullBlock::new(vs / "enc2", p.feat_hidden1, p.feat_hidden2, p.dropout);
+        let enc1 = FullBlock::new(vs / "enc1", d_in, p.feat_hidden1, p.dropout, p.bn_full_batch);
+        let enc2 = FullBlock::new(vs / "enc2", p.feat_hidden1, p.feat_hidden2, p.dropout, p.bn_full_batch);
         let decoder = match p.mode {
             Mode::Clustering => Decoder::Graph(gcn_weight(vs / "decoder", latent, d_in)),
-            Mode::Imputation => Decoder::Mlp(FullBlock::new(vs / "decoder", latent, d_in, p.dropout)),
+            Mode::Imputation => Decoder::Mlp(FullBlock::new(vs / "decoder", latent, d_in, p.dropout, p.bn_full_batch)),
         };
         let gc1 = gcn_weight(vs / "gc1", p.feat_hidden2, p.gcn_hidden1);
         let gc_mu = gcn_weight(vs / "gc_mu", p.gcn_hidden1, p.gcn_hidden2);

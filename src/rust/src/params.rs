@@ -53,6 +53,9 @@ pub struct Params {
     pub neg_ratio: usize,
     /// Draw new negatives every epoch (true) or once, like the reference (false).
     pub resample_negatives: bool,
+    /// Eval-mode BatchNorm uses the full batch's statistics (true) or the
+    /// running averages, like the reference (false).
+    pub bn_full_batch: bool,
     pub kmeans_restarts: usize,
     /// k-means for the DEC centres is fitted on at most this many spots.
     pub kmeans_max_spots: usize,
@@ -85,6 +88,7 @@ impl Default for Params {
             weight_decay: 0.01,
             neg_ratio: 1,
             resample_negatives: true,
+            bn_full_batch: true,
             kmeans_restarts: 20,
             kmeans_max_spots: 50_000,
             seed: 42,
