@@ -181,9 +181,12 @@
 # before the next block's are made (R's own trigger lets a whole matrix's
 # worth pile up first, and a young-generation collection does not reliably
 # free them). ~0.1 s each, a handful per pass at a million spots; skipped
-# for a matrix that fits in one block.
+# for a matrix that fits in one block, and for small blocks (where there is
+# little to free and a full collection per block would dominate).
 .drop_block_garbage <- function(blocks) {
-  if (nrow(blocks) > 1L) invisible(gc(verbose = FALSE, full = TRUE))
+  if (nrow(blocks) > 1L && getOption("SEDR.block.entries", 2^24) >= 2^20) {
+    invisible(gc(verbose = FALSE, full = TRUE))
+  }
 }
 
 # Number of stored entries per row (explicit zeros included).
