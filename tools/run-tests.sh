@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs every test: the Rust core's cargo tests, then the package's testthat
-# suite against the installed package. Ends with one line
-# "N passed, N failed" summing both.
+# suite against the installed package, then R CMD check of the tarball
+# (counted as one test). Ends with one line "N passed, N failed" summing all.
 set -u
 cd "$(dirname "$0")/.."
 : "${LIBTORCH:?LIBTORCH must point at libtorch}" "${RLIB:?RLIB must point at the R library}"
@@ -30,6 +30,9 @@ if [ -f out/testthat-summary.txt ]; then
 else
   r_pass=0; r_fail=1; echo "testthat did not finish"
 fi
+echo "== R CMD check of the built tarball (tools/check.sh)"
+if bash tools/check.sh; then c_pass=1; c_fail=0; else c_pass=0; c_fail=1; fi
 echo "cargo: $rust_pass passed, $rust_fail failed"
-echo "$((rust_pass + r_pass)) passed, $((rust_fail + r_fail)) failed"
-[ "$((rust_fail + r_fail))" -eq 0 ]
+echo "R CMD check: $c_pass passed, $c_fail failed"
+echo "$((rust_pass + r_pass + c_pass)) passed, $((rust_fail + r_fail + c_fail)) failed"
+[ "$((rust_fail + r_fail + c_fail))" -eq 0 ]
