@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh Debian 12 machine (as root or with sudo):
 #   make demo   RunSEDR end to end on the built-in simulator (or DATA=<dir>)
-#   make test   cargo tests + testthat, ending with "N passed, N failed"
+#   make test   cargo tests + testthat + R CMD check, ending with "N passed, N failed"
 # Both first run `make install`, which installs what is missing:
 #   Debian's R + R packages + OpenBLAS (tools/install-system.sh),
 #   the PyPI torch wheel into .venv/ (tools/install-torch.sh),
