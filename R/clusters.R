@@ -93,20 +93,12 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
   labels
 }
 
-with_seed <- function(seed, expr) {
-  if (is.null(seed)) return(expr)
-  old <- if (exists(".Random.seed", envir = globalenv())) get(".Random.seed", envir = globalenv()) else NULL
-  on.exit(if (is.null(old)) rm(".Random.seed", envir = globalenv()) else assign(".Random.seed", old, envir = globalenv()))
-  set.seed(seed)
-  expr
-}
-
 #' @importFrom mclust Mclust mclustBIC
 cluster_mclust <- function(emb, G, seed, init.size, verbose, max.fit = 50000L) {
   x <- emb
   storage.mode(x) <- "double"
   fit_on <- NULL
-  with_seed(seed, {
+  .with_seed(seed, {
     if (nrow(x) > max.fit) fit_on <- sort(sample.int(nrow(x), max.fit))
     init_subset <- if (!is.null(init.size) && init.size < nrow(x)) sort(sample.int(nrow(x), init.size)) else NULL
     attempt <- function(data, model) {

@@ -212,6 +212,7 @@ SimulationToSeurat <- function(sim) {
 # state back (including "no seed yet"), so that package functions are
 # reproducible without changing the user's random stream.
 .with_seed <- function(seed, expr) {
+  if (is.null(seed)) return(expr)  # NULL: use the generator as it stands
   env <- globalenv()
   had_seed <- exists(".Random.seed", envir = env, inherits = FALSE)
   old_seed <- if (had_seed) get(".Random.seed", envir = env, inherits = FALSE)
