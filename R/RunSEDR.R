@@ -316,14 +316,19 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
 
   # 3. Training.
   if (n >= 1e5) invisible(gc(verbose = FALSE))
+  options$batch.size <- resolve_batch_size(options$batch.size, n)
   check_memory(n, if (is.null(prep)) ncol(x) else length(prep$features), ncol(x),
                length(graph@i), mode, train_device, options = options, dec = dec)
   t0 <- tic()
   info <- SEDRBackendInfo()
-  say("Training on %s (%d thread%s): %d epochs%s.",
+  say("Training on %s (%d thread%s): %d epochs%s%s.",
       if (device == "auto") (if (info$cuda_available) "cuda:0" else "cpu") else device,
       n.threads, if (n.threads > 1) "s" else "", epochs,
-      if (dec) sprintf(" + %d DEC epochs", options$dec.epochs) else "")
+      if (dec) sprintf(" + %d DEC epochs", options$dec.epochs) else "",
+      if (options$batch.size > 0) {
+        sprintf(", mini-batches of ~%s spots (one step per epoch)",
+                format(options$batch.size, big.mark = ",", scientific = FALSE))
+      } else "")
   fit <- sedr_train(x, graph, mode = mode, epochs = epochs, dec = dec, options = options,
                     device = device, n.threads = n.threads, seed = seed, verbose = verbose)
   timings["train"] <- tic() - t0
@@ -347,6 +352,15 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   list(embedding = emb, dec.q = fit$q, denoised = denoised, losses = fit$losses, graph = graph,
        features = if (is.null(prep)) NULL else prep$features, params = params, device = fit$device,
        timings = timings, versions = sedr_versions())
+}
+
+# Spots per training step (0 = full batch). Automatic (NULL): full batch up
+# to `threshold` spots, where an epoch costs well under a second on a CPU;
+# above, mini-batches of `auto.size` spots keep an epoch at about that cost
+# (1 M spots: ~0.5 s per step on 2 cores instead of ~21 s per full epoch).
+resolve_batch_size <- function(batch.size, n, threshold = 50000, auto.size = 20000) {
+  b <- if (is.null(batch.size)) (if (n > threshold) auto.size else 0) else batch.size
+  if (b >= n) 0 else b
 }
 
 sedr_versions <- function() {

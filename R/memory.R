@@ -35,7 +35,8 @@ available_memory <- function() {
 # Estimated peak host bytes of training (and of returning its output), by part:
 # * activations: the layers' n x width outputs kept for the backward pass and
 #   their gradients, 2 float32 copies of n x (input + encoder + graph encoder
-#   + latent + decoder output);
+#   + latent + decoder output); with mini-batches, batch x width for those
+#   plus one n x width eval pass;
 # * graph: A + I as indices (8 + 8 bytes) and a float weight (4), held ~3
 #   times (graph operator, edge-loss pairs, sampler);
 # * edge_pairs: the edge decoder's latent vectors gathered for every positive
@@ -62,11 +63,15 @@ estimate_training_memory <- function(n_spots, n_features, input_dims, nnz_graph,
     2 * options$gcn.hidden2 + latent + d
   neg_ratio <- options$neg.ratio %||% (if (mode == "imputation") 0 else 1)
   on_gpu <- is.character(device) && startsWith(device, "cuda")
+  # Mini-batches: the backward pass and the edge loss see one batch; the
+  # eval passes (DEC target, output) still run once over all spots, no grad.
+  b <- resolve_batch_size(options$batch.size, n)
+  frac <- if (b > 0) b / n else 1
   c(
-    activations = if (on_gpu) 0 else 2 * n * width * 4,
+    activations = if (on_gpu) 0 else 2 * n * frac * width * 4 + if (b > 0) n * width * 4 else 0,
     graph = 3 * edges * (8 + 8 + 4),
-    edge_pairs = if (on_gpu) 0 else (1 + neg_ratio) * edges * 2 * latent * 4,
-    negatives = if (on_gpu) 0 else 2 * neg_ratio * edges * (8 + 8 + 4),
+    edge_pairs = if (on_gpu) 0 else frac * (1 + neg_ratio) * edges * 2 * latent * 4,
+    negatives = if (on_gpu) 0 else frac * 2 * neg_ratio * edges * (8 + 8 + 4),
     dec = if (on_gpu || !isTRUE(dec)) 0 else 6 * n * options$dec.clusters * 4,
     input = n * d * (8 + 4),
     output = 3 * n * latent * 8 + if (mode == "imputation") 4 * n * as.numeric(n_features) * 8 else 0
@@ -95,7 +100,7 @@ check_memory <- function(n_spots, n_features, input_dims, nnz_graph, mode, devic
     sedr_abort(sprintf(paste0(
       "Training on %s spots x %d input dimensions needs about %s of host memory ",
       "(estimate; largest part: %s, %s), but only %s is available%s. ",
-      "Use fewer genes or PCs (`n.hvg`, `npcs`)%s, or mini-batches when available; ",
+      "Use fewer genes or PCs (`n.hvg`, `npcs`)%s, or smaller mini-batches (SEDROptions(batch.size = ...)); ",
       "options(SEDR.memory.limit = <bytes>) changes the limit."),
       format(n_spots, big.mark = ",", scientific = FALSE), as.integer(input_dims),
       format_bytes(need), big, format_bytes(parts[[big]]), format_bytes(avail),

@@ -31,6 +31,21 @@
 #'   are exactly those used in (full-batch) training (`TRUE`). `FALSE` uses the
 #'   running averages like the reference, whose momentum of 0.01 leaves them
 #'   far from converged after 400 steps.
+#' @param decoder The decoder that reconstructs the input from the
+#'   embedding: `NULL` (the mode's, as the reference: `"gcn"`, one graph
+#'   convolution, for clustering; `"mlp"`, Linear + BatchNorm + ELU + Dropout,
+#'   for imputation), `"gcn"` or `"mlp"`. With `"gcn"` the denoised expression
+#'   of a spot also draws on its neighbours' embeddings.
+#' @param batch.size Spots per training step. `NULL` (default, automatic):
+#'   the whole graph in every step up to 50,000 spots (the reference's
+#'   full-batch training), mini-batches of 20,000 spots above. A number below
+#'   the number of spots trains on mini-batches of about that many spots
+#'   (at least 100): each epoch is then one optimiser step on the subgraph
+#'   induced by a random set of spatially compact graph parts (cluster-GCN),
+#'   so the schedule (`epochs`, `dec.interval`, ...) keeps its meaning while
+#'   the work per epoch shrinks from all spots to one batch. The DEC target
+#'   and the embedding are still computed for all spots at once. `Inf` (or 0)
+#'   forces full-batch training.
 #' @param kmeans.restarts k-means restarts for the DEC centres (20).
 #' @param kmeans.max.spots k-means for the DEC centres is fitted on at most
 #'   this many randomly chosen spots (50,000).
@@ -43,14 +58,26 @@ SEDROptions <- function(feat.hidden1 = 64, feat.hidden2 = 16, gcn.hidden1 = 64, 
                         dec.alpha = 1, dec.interval = 20, dec.epochs = 200, rec.weight = 10,
                         gcn.weight = 0.1, self.weight = 1, dec.kl.weight = 1, lr = 0.01,
                         weight.decay = 0.01, neg.ratio = NULL, resample.negatives = TRUE,
-                        bn.full.batch = TRUE,
+                        bn.full.batch = TRUE, decoder = NULL, batch.size = NULL,
                         kmeans.restarts = 20, kmeans.max.spots = 50000) {
   opts <- as.list(environment())
   opts <- opts[!vapply(opts, is.null, logical(1))]
+  if (!is.null(opts$batch.size)) {
+    b <- opts$batch.size
+    if (!is.numeric(b) || length(b) != 1 || is.na(b) || b < 0 || (is.finite(b) && b > 0 && b < 100)) {
+      sedr_abort("must be NULL (automatic), Inf or 0 (full batch), or a number of spots >= 100.", arg = "batch.size")
+    }
+    # Inf and 0 both mean full batch; kept as 0 (the Rust core's convention).
+    opts$batch.size <- if (is.finite(b)) round(b) else 0
+  }
   for (nm in c("resample.negatives", "bn.full.batch")) {
     if (!isTRUE(opts[[nm]]) && !isFALSE(opts[[nm]])) sedr_abort("must be TRUE or FALSE.", arg = nm)
   }
-  for (nm in setdiff(names(opts), c("resample.negatives", "bn.full.batch"))) {
+  if (!is.null(opts$decoder) && !(is.character(opts$decoder) && length(opts$decoder) == 1 &&
+                                   opts$decoder %in% c("gcn", "mlp"))) {
+    sedr_abort("must be NULL (the mode's decoder), \"gcn\" or \"mlp\".", arg = "decoder")
+  }
+  for (nm in setdiff(names(opts), c("resample.negatives", "bn.full.batch", "decoder"))) {
     v <- opts[[nm]]
     if (!is.numeric(v) || length(v) != 1 || !is.finite(v)) {
       sedr_abort("must be one finite number.", arg = nm)

@@ -5,6 +5,7 @@
 # it includes the data already in memory (the counts). Prints a markdown table.
 #
 #   Rscript bench/scale.R [n1 n2 ...] [--train] [--genes=G] [--threads=T] [--density=D]
+#   Rscript bench/scale.R [n1 n2 ...] --full    (end to end, see run_full)
 #
 # Default sizes 50000 200000 (a few minutes); 1000000 takes ~10 min on 2 cores.
 # --train also runs RunSEDR(epochs = 5, dec = FALSE) (per-epoch time; the
@@ -105,6 +106,29 @@ stage <- function(expr) {
        before = before, reset = reset)
 }
 
+# --full: the whole default workflow, RunSEDR() (automatic batch size, full
+# schedule, DEC) then SEDRClusters(mclust, 7 domains), with its own timings,
+# the peak RSS and the ARI against the simulated domains.
+run_full <- function(n) {
+  suppressPackageStartupMessages(library(SEDR))
+  sim <- simulate_sparse(n, n_genes = n_genes, density = density)
+  counts <- sim$counts
+  coords <- sim$coords
+  keep <- as.integer(sub("spot", "", colnames(counts)))
+  domain <- sim$domain[keep]
+  rm(sim)
+  fit <- stage(RunSEDR(counts, coords = coords, device = "cpu", n.threads = threads,
+                       verbose = TRUE, seed.use = 42L))
+  res <- fit$value
+  fit$value <- NULL
+  rm(counts)
+  cl <- stage(SEDRClusters(res, n.clusters = 7, verbose = TRUE))
+  ari <- SpatialClusterMetrics(domain, cl$value)[["ARI"]]
+  cat(sprintf("FULL|%d|%.1f|%.1f|%.1f|%.1f|%.1f|%.0f|%.3f|%s\n", ncol(res$graph), res$timings[["preprocess"]],
+              res$timings[["graph"]], res$timings[["train"]], cl$seconds, fit$seconds + cl$seconds,
+              max(fit$peak, cl$peak), ari, format(res$params$batch.size, scientific = FALSE)))
+}
+
 run_child <- function(n) {
   suppressPackageStartupMessages(library(SEDR))
   ns <- asNamespace("SEDR")
@@ -153,8 +177,34 @@ run_child <- function(n) {
               tr$per_epoch, tr$peak, tr$note, prep$reset))
 }
 
+full <- "--full" %in% args
 if (child) {
-  run_child(sizes[1])
+  if (full) run_full(sizes[1]) else run_child(sizes[1])
+  quit(save = "no")
+}
+
+if (full) {
+  if (!length(sizes)) sizes <- c(5e4, 2e5)
+  script <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])
+  cat(sprintf("SEDR end to end (RunSEDR defaults + SEDRClusters mclust, 7 domains): %d genes, %d threads; host %s, SEDR %s\n\n",
+              n_genes, threads, Sys.info()[["nodename"]], format(utils::packageVersion("SEDR"))))
+  cat("| spots | batch.size | preprocess s | graph s | train s | cluster s | total s | peak RSS (MB) | ARI vs simulated domains |\n|---|---|---|---|---|---|---|---|---|\n")
+  for (n in sizes) {
+    out <- system2("Rscript", c("--no-init-file", shQuote(script), "--child", "--full",
+                                format(n, scientific = FALSE), paste0("--genes=", n_genes),
+                                paste0("--threads=", threads), paste0("--density=", density)),
+                   stdout = TRUE, stderr = TRUE)
+    res <- grep("^FULL\\|", out, value = TRUE)
+    if (!length(res)) {
+      cat(sprintf("| %s | failed: %s |\n", format(n, big.mark = ",", scientific = FALSE),
+                  paste(utils::tail(out, 3), collapse = " / ")))
+      next
+    }
+    f <- strsplit(res[1], "|", fixed = TRUE)[[1]][-1]
+    big <- function(v) format(as.numeric(v), big.mark = ",", scientific = FALSE)
+    cat(sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", big(f[1]), big(f[9]), f[2], f[3], f[4],
+                f[5], f[6], big(f[7]), f[8]))
+  }
   quit(save = "no")
 }
 

@@ -95,6 +95,37 @@ test_that("features and dec = FALSE are honoured by the default method", {
   expect_true(all(r$losses$phase == "pretrain"))
 })
 
+test_that("mini-batch training (forced by batch.size) runs, is recorded and is reproducible", {
+  opts <- SEDROptions(dec.epochs = 10, dec.interval = 5, kmeans.restarts = 2, batch.size = 100)
+  mb <- run_tiny(sim$counts, coords = sim$coords, options = opts)
+  expect_equal(mb$params$batch.size, 100)
+  expect_equal(res$params$batch.size, 0)  # tiny data: automatic = full batch
+  expect_equal(dim(mb$embedding), dim(res$embedding))
+  expect_true(all(is.finite(mb$embedding)))
+  expect_false(isTRUE(all.equal(mb$embedding, res$embedding)))
+  expect_equal(nrow(mb$losses), 30)
+  expect_true(all(is.finite(mb$losses$total)))
+  expect_identical(run_tiny(sim$counts, coords = sim$coords, options = opts)$embedding, mb$embedding)
+  # A batch as large as the data is full-batch training.
+  big <- run_tiny(sim$counts, coords = sim$coords,
+                  options = SEDROptions(dec.epochs = 10, dec.interval = 5, kmeans.restarts = 2, batch.size = 1e6))
+  expect_identical(big$embedding, res$embedding)
+  expect_error(SEDROptions(batch.size = 50), class = "sedr_error_input")
+  expect_error(SEDROptions(batch.size = -1), class = "sedr_error_input")
+  expect_equal(SEDROptions(batch.size = Inf)$batch.size, 0)
+})
+
+test_that("the decoder option switches the denoising decoder", {
+  gcn <- run_tiny(sim$counts, coords = sim$coords, mode = "imputation", n.hvg = 40, epochs = 10,
+                  options = SEDROptions(decoder = "gcn"))
+  mlp <- run_tiny(sim$counts, coords = sim$coords, mode = "imputation", n.hvg = 40, epochs = 10)
+  expect_equal(gcn$params$decoder, "gcn")
+  expect_equal(dim(gcn$denoised$expression), dim(mlp$denoised$expression))
+  expect_true(all(gcn$denoised$expression >= 0))
+  expect_false(isTRUE(all.equal(gcn$denoised$scaled, mlp$denoised$scaled)))
+  expect_error(SEDROptions(decoder = "linear"), class = "sedr_error_input")
+})
+
 test_that("the default method honours group.by: block-diagonal graph, DEC off by default", {
   grp <- ifelse(sim$coords[, "x"] < stats::median(sim$coords[, "x"]), "left", "right")
   r <- run_tiny(sim$counts, coords = sim$coords, group.by = grp, k.neighbors = 6, epochs = 10)

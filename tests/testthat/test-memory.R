@@ -19,7 +19,8 @@ run_small <- function(object, ...) {
 test_that("the estimate grows with spots, inputs and the graph, and skips GPU activations", {
   base <- sum(estimate_training_memory(1e4, 2000, 200, 1.2e5, "clustering", "cpu"))
   expect_gt(base, 0)
-  expect_gt(sum(estimate_training_memory(1e5, 2000, 200, 1.2e6, "clustering", "cpu")), 9 * base)
+  full <- SEDROptions(batch.size = Inf)
+  expect_gt(sum(estimate_training_memory(1e5, 2000, 200, 1.2e6, "clustering", "cpu", options = full)), 9 * base)
   expect_gt(sum(estimate_training_memory(1e4, 2000, 400, 1.2e5, "clustering", "cpu")), base)
   expect_gt(sum(estimate_training_memory(1e4, 2000, 200, 1.2e6, "clustering", "cpu")), base)
   gpu <- estimate_training_memory(1e4, 2000, 200, 1.2e5, "clustering", "cuda")
@@ -27,6 +28,21 @@ test_that("the estimate grows with spots, inputs and the graph, and skips GPU ac
   expect_lt(sum(gpu), base)
   # Imputation keeps the denoised genes.
   expect_gt(sum(estimate_training_memory(1e4, 2000, 2000, 1.2e5, "imputation", "cpu")), base)
+})
+
+test_that("mini-batches shrink the estimate; automatic above 50,000 spots", {
+  full <- estimate_training_memory(2e5, 2000, 200, 2.4e6, "clustering", "cpu", options = SEDROptions(batch.size = Inf))
+  auto <- estimate_training_memory(2e5, 2000, 200, 2.4e6, "clustering", "cpu")
+  small <- estimate_training_memory(2e5, 2000, 200, 2.4e6, "clustering", "cpu", options = SEDROptions(batch.size = 5000))
+  expect_lt(auto[["activations"]], full[["activations"]])
+  expect_lt(small[["activations"]], auto[["activations"]])
+  expect_lt(sum(small), sum(full))
+  # Below the threshold the default is full batch.
+  expect_equal(estimate_training_memory(4e4, 2000, 200, 4.8e5, "clustering", "cpu"),
+               estimate_training_memory(4e4, 2000, 200, 4.8e5, "clustering", "cpu", options = SEDROptions(batch.size = Inf)))
+  expect_equal(resolve_batch_size(NULL, 4e4), 0)
+  expect_equal(resolve_batch_size(NULL, 6e4), 20000)
+  expect_equal(resolve_batch_size(5000, 4000), 0)
 })
 
 test_that("check_memory passes under the limit and refuses above it", {

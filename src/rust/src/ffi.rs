@@ -7,7 +7,7 @@
 use crate::device::{cuda_available, device_name, parse_device};
 use crate::error::{Result, SedrError};
 use crate::graph::{build_graph, Coords, Neighbours, SpatialGraph};
-use crate::params::{Mode, Params};
+use crate::params::{DecoderKind, Mode, Params};
 use crate::train::{Phase, Trainer};
 use extendr_api::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -174,6 +174,11 @@ fn params_from_list(mode: &str, opts: List) -> Result<Params> {
             "bn.full.batch" => p.bn_full_batch = flag()?,
             "kmeans.restarts" => p.kmeans_restarts = count()?,
             "kmeans.max.spots" => p.kmeans_max_spots = count()?,
+            "batch.size" => p.batch_size = count()?,
+            "decoder" => {
+                let s = v.as_str().ok_or_else(|| SedrError::input(name, "must be \"gcn\" or \"mlp\""))?;
+                p.decoder = DecoderKind::parse(s)?
+            }
             "seed" => p.seed = num()? as i64 as u32 as u64,
             "n.threads" => p.threads = count()?,
             other => return Err(SedrError::input(other, "is not a SEDR option; see ?SEDROptions")),

@@ -6,6 +6,7 @@
 //! * [`pca`]: seeded randomized PCA on libtorch.
 //! * `ffi` (feature `r`): the extendr glue, the only code that knows about R.
 
+pub mod batches;
 pub mod device;
 pub mod error;
 pub mod graph;

@@ -28,7 +28,9 @@
 
 use crate::graph::SpatialGraph;
 use crate::loss;
-use crate::params::{Mode, Params};
+use crate::params::{DecoderKind, Params};
+#[cfg(test)]
+use crate::params::Mode;
 use crate::rng::SplitMix64;
 use std::cell::RefCell;
 use tch::nn::{self, ModuleT};
@@ -381,9 +383,9 @@ impl SedrNet {
         // Registration order follows the reference so the layout is familiar.
         let enc1 = FullBlock::new(vs / "enc1", d_in, p.feat_hidden1, p.dropout, p.bn_full_batch);
         let enc2 = FullBlock::new(vs / "enc2", p.feat_hidden1, p.feat_hidden2, p.dropout, p.bn_full_batch);
-        let decoder = match p.mode {
-            Mode::Clustering => Decoder::Graph(gcn_weight(vs / "decoder", latent, d_in)),
-            Mode::Imputation => Decoder::Mlp(FullBlock::new(vs / "decoder", latent, d_in, p.dropout, p.bn_full_batch)),
+        let decoder = match p.decoder {
+            DecoderKind::Gcn => Decoder::Graph(gcn_weight(vs / "decoder", latent, d_in)),
+            DecoderKind::Mlp => Decoder::Mlp(FullBlock::new(vs / "decoder", latent, d_in, p.dropout, p.bn_full_batch)),
         };
         let gc1 = gcn_weight(vs / "gc1", p.feat_hidden2, p.gcn_hidden1);
         let gc_mu = gcn_weight(vs / "gc_mu", p.gcn_hidden1, p.gcn_hidden2);

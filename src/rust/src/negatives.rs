@@ -78,6 +78,16 @@ impl NegativeSampler {
     /// As [`NegativeSampler::new`], choosing the host or the tensor sampler
     /// (the tensor one works on any device; tests run it on the CPU).
     pub(crate) fn with_backend(n: i64, src: &Tensor, dst: &Tensor, ratio: usize, host: bool) -> Self {
+        Self::build(n, src, dst, ratio, host, None)
+    }
+
+    /// As [`NegativeSampler::new`], the host sampler seeded by `seed` rather
+    /// than by libtorch's global generator (mini-batch steps make one per step).
+    pub fn with_seed(n: i64, src: &Tensor, dst: &Tensor, ratio: usize, seed: u64) -> Self {
+        Self::build(n, src, dst, ratio, src.device() == Device::Cpu, Some(seed))
+    }
+
+    fn build(n: i64, src: &Tensor, dst: &Tensor, ratio: usize, host: bool, seed: Option<u64>) -> Self {
         let device = src.device();
         let backend = if host && device == Device::Cpu {
             let s = Vec::<i64>::try_from(src).unwrap_or_default();
@@ -91,7 +101,7 @@ impl NegativeSampler {
             for i in 0..n.max(0) as usize {
                 indptr[i + 1] += indptr[i];
             }
-            let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64;
+            let seed = seed.unwrap_or_else(|| Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64);
             Backend::Host { indptr, cols, rng: RefCell::new(SplitMix64::new(seed)) }
         } else {
             Backend::Device { pos_keys: src * n + dst, pos_src: src.shallow_clone() }

@@ -8,7 +8,8 @@ use crate::error::{Result, SedrError};
 pub enum Mode {
     /// Input: PCA of the scaled HVGs; decoder: one GCN layer.
     Clustering,
-    /// Input: the scaled HVG matrix; decoder: Linear+BN+ELU+Dropout (no graph).
+    /// Input: the scaled HVG matrix; decoder: Linear+BN+ELU+Dropout (no graph)
+    /// by default.
     Imputation,
 }
 
@@ -22,9 +23,34 @@ impl Mode {
     }
 }
 
+/// The smallest mini-batch: below this BatchNorm statistics and the edge
+/// loss of one step are too noisy to train on.
+pub const MIN_BATCH: usize = 100;
+
+/// The decoder that reconstructs the input from Z.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecoderKind {
+    /// One graph convolution Z → d_in (the reference's clustering decoder).
+    Gcn,
+    /// Linear+BN+ELU+Dropout Z → d_in (the reference's imputation decoder).
+    Mlp,
+}
+
+impl DecoderKind {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "gcn" => Ok(DecoderKind::Gcn),
+            "mlp" => Ok(DecoderKind::Mlp),
+            _ => Err(SedrError::input("decoder", format!("must be \"gcn\" or \"mlp\", not \"{s}\""))),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Params {
     pub mode: Mode,
+    /// The mode's decoder unless overridden.
+    pub decoder: DecoderKind,
     pub feat_hidden1: i64,
     pub feat_hidden2: i64,
     pub gcn_hidden1: i64,
@@ -56,6 +82,10 @@ pub struct Params {
     /// Eval-mode BatchNorm uses the full batch's statistics (true) or the
     /// running averages, like the reference (false).
     pub bn_full_batch: bool,
+    /// Spots per training step: 0 trains on the full graph every epoch;
+    /// otherwise each epoch is one step on a mini-batch of about this many
+    /// spots (see `batches`).
+    pub batch_size: usize,
     pub kmeans_restarts: usize,
     /// k-means for the DEC centres is fitted on at most this many spots.
     pub kmeans_max_spots: usize,
@@ -67,6 +97,7 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             mode: Mode::Clustering,
+            decoder: DecoderKind::Gcn,
             feat_hidden1: 64,
             feat_hidden2: 16,
             gcn_hidden1: 64,
@@ -89,6 +120,7 @@ impl Default for Params {
             neg_ratio: 1,
             resample_negatives: true,
             bn_full_batch: true,
+            batch_size: 0,
             kmeans_restarts: 20,
             kmeans_max_spots: 50_000,
             seed: 42,
@@ -100,8 +132,11 @@ impl Default for Params {
 impl Params {
     /// The defaults of a mode (imputation trains on positive edges only, as the reference).
     pub fn for_mode(mode: Mode) -> Self {
-        let neg_ratio = if mode == Mode::Imputation { 0 } else { 1 };
-        Params { mode, neg_ratio, ..Params::default() }
+        let (neg_ratio, decoder) = match mode {
+            Mode::Clustering => (1, DecoderKind::Gcn),
+            Mode::Imputation => (0, DecoderKind::Mlp),
+        };
+        Params { mode, neg_ratio, decoder, ..Params::default() }
     }
 
     /// The width of the embedding Z = [feature code ‖ graph code].
@@ -172,6 +207,9 @@ impl Params {
             if self.kmeans_restarts == 0 {
                 return Err(SedrError::input("kmeans.restarts", "must be at least 1"));
             }
+        }
+        if self.batch_size != 0 && self.batch_size < MIN_BATCH {
+            return Err(SedrError::input("batch.size", format!("must be 0 (full batch) or at least {MIN_BATCH}, not {}", self.batch_size)));
         }
         if self.threads == 0 {
             return Err(SedrError::input("n.threads", "must be at least 1"));

@@ -1,4 +1,6 @@
-//! The trainer: full-batch Adam over the SEDR schedule (reference spec §5).
+//! The trainer: Adam over the SEDR schedule (reference spec §5), on the full
+//! graph or, for large tissues, on mini-batches (one step per epoch, see
+//! `batches`).
 //! Phase 1: rec_w·MSE + gcn_w·(edge BCE + KL) + self_w·SCE.
 //! Phase 2 (DEC): k-means centres, then rec_w·MSE + gcn_w·graph + dec_kl_w·KL(P‖Q)
 //! with P refreshed every `dec_interval` epochs. One optimiser spans both.
@@ -12,6 +14,7 @@
 //! backward that chains them exactly (`SedrNet::backward`); one Adam step.
 //! See `model.rs` for why (CPU speed); the maths is the reference's.
 
+use crate::batches::{induced, Batcher};
 use crate::device::ThreadGuard;
 use crate::error::{Result, SedrError};
 use crate::graph::SpatialGraph;
@@ -62,6 +65,65 @@ enum Positives {
     Device(Pairs),
 }
 
+/// The edge-loss targets of one graph: positives (A+I), the negative sampler
+/// and the GAE normalisation.
+struct EdgeTargets {
+    pos: Positives,
+    sampler: NegativeSampler,
+    /// Negatives drawn once (`resample_negatives = false`), else drawn per step.
+    fixed_negatives: Option<Negatives>,
+    norm: f64,
+}
+
+impl EdgeTargets {
+    /// `seed` seeds the host negative sampler (None: libtorch's generator).
+    fn new(graph: &SpatialGraph, params: &Params, device: Device, seed: Option<u64>) -> Result<Self> {
+        let n = graph.n();
+        let (rows, cols) = graph.target_pairs();
+        let (src_t, dst_t) = (Tensor::from_slice(&rows).f_to_device(device)?, Tensor::from_slice(&cols).f_to_device(device)?);
+        let sampler = match seed {
+            Some(s) => NegativeSampler::with_seed(n as i64, &src_t, &dst_t, params.neg_ratio, s),
+            None => NegativeSampler::new(n as i64, &src_t, &dst_t, params.neg_ratio),
+        };
+        let pos = if device == Device::Cpu {
+            let to_u32 = |v: &[i64]| v.iter().map(|&i| i as u32).collect::<Vec<u32>>();
+            Positives::Host(HostPairs::new(n, to_u32(&rows), to_u32(&cols)))
+        } else {
+            Positives::Device(Pairs::from_host(n, &rows, &cols, device))
+        };
+        let fixed_negatives = if params.resample_negatives { None } else { Some(sampler.draw()) };
+        Ok(EdgeTargets { pos, sampler, fixed_negatives, norm: graph.gae_norm() })
+    }
+}
+
+/// How the training steps see the graph.
+enum Batching {
+    /// Every epoch trains on the whole graph (the reference).
+    Full(EdgeTargets),
+    /// Every epoch is one step on the subgraph induced by a batch of
+    /// spatially compact parts (cluster-GCN); see `batches`.
+    Mini(MiniBatch),
+}
+
+struct MiniBatch {
+    graph: SpatialGraph,
+    batcher: Batcher,
+    /// Scratch for renumbering spots into a batch (all `u32::MAX` between uses).
+    local: Vec<u32>,
+}
+
+/// The data of one training step: the whole graph or one batch of it.
+struct Step {
+    x: Tensor,
+    xx: Tensor,
+    adj: Option<GraphOp>,
+    targets: Option<EdgeTargets>,
+    /// Spot ids of the batch (None: all spots).
+    idx: Option<Tensor>,
+}
+
+static TORCH_SEEDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub struct Trainer {
     params: Params,
     device: Device,
@@ -71,11 +133,9 @@ pub struct Trainer {
     x: Tensor,
     /// Row norms ‖x_i‖² (for the reconstruction losses).
     xx: Tensor,
+    /// Â of the whole graph (eval passes; training in full-batch mode).
     adj: GraphOp,
-    pos: Positives,
-    sampler: NegativeSampler,
-    fixed_negatives: Option<Negatives>,
-    norm: f64,
+    batching: Batching,
     rng: SplitMix64,
     epoch: usize,
     target: Option<Tensor>,
@@ -134,6 +194,12 @@ impl Trainer {
         if device == Device::Cpu {
             keep_freed_heap_memory();
         }
+        // libtorch's generator is process-global: hold it from the seeding to
+        // the last draw from it (the initial weights, the noise and sampler
+        // seeds), so trainers built at the same time on other threads cannot
+        // interleave their draws. After this, CPU training draws only from
+        // the trainer's own generators.
+        let _seeding = TORCH_SEEDING.lock().unwrap_or_else(|e| e.into_inner());
         tch::manual_seed(params.seed as i64);
         let x = Tensor::from_slice(x_col_major)
             .f_view([d as i64, n as i64])?
@@ -144,22 +210,20 @@ impl Trainer {
             .contiguous()
             .f_to_device(device)?;
         let adj = GraphOp::new(graph, device)?;
-        let (rows, cols) = graph.target_pairs();
-        let (src_t, dst_t) = (Tensor::from_slice(&rows).f_to_device(device)?, Tensor::from_slice(&cols).f_to_device(device)?);
-        let sampler = NegativeSampler::new(n as i64, &src_t, &dst_t, params.neg_ratio);
-        let pos = if device == Device::Cpu {
-            let to_u32 = |v: &[i64]| v.iter().map(|&i| i as u32).collect::<Vec<u32>>();
-            Positives::Host(HostPairs::new(n, to_u32(&rows), to_u32(&cols)))
+        let batching = if params.batch_size == 0 || params.batch_size >= n {
+            Batching::Full(EdgeTargets::new(graph, &params, device, None)?)
         } else {
-            Positives::Device(Pairs::from_host(n, &rows, &cols, device))
+            Batching::Mini(MiniBatch {
+                graph: graph.clone(),
+                batcher: Batcher::new(graph, params.batch_size, params.seed ^ 0xBA7C_BA7C),
+                local: vec![u32::MAX; n],
+            })
         };
         let vs = nn::VarStore::new(device);
         let net = SedrNet::new(&vs.root(), d as i64, &params);
         // Coupled L2 (libtorch's Adam weight_decay), as the reference; not AdamW.
         let opt = nn::Adam { wd: params.weight_decay, ..Default::default() }.build(&vs, params.lr)?;
-        let fixed_negatives = if params.resample_negatives { None } else { Some(sampler.draw()) };
         Ok(Trainer {
-            norm: graph.gae_norm(),
             rng: SplitMix64::new(params.seed ^ 0x5EED_5EED),
             params,
             device,
@@ -169,9 +233,7 @@ impl Trainer {
             xx: tch::no_grad(|| x.square().sum_dim_intlist(1, false, None::<Kind>)),
             x,
             adj,
-            pos,
-            sampler,
-            fixed_negatives,
+            batching,
             epoch: 0,
             target: None,
             history: Vec::new(),
@@ -222,6 +284,26 @@ impl Trainer {
         Ok(())
     }
 
+    /// The whole graph (full batch) or the next mini-batch with its subgraph.
+    fn next_step(&mut self) -> Result<Step> {
+        match &mut self.batching {
+            Batching::Full(_) => Ok(Step { x: self.x.shallow_clone(), xx: self.xx.shallow_clone(), adj: None, targets: None, idx: None }),
+            Batching::Mini(mb) => {
+                let nodes = mb.batcher.next_batch();
+                let sub = induced(&mb.graph, &nodes, &mut mb.local);
+                let idx = Tensor::from_slice(&nodes.iter().map(|&i| i as i64).collect::<Vec<i64>>()).f_to_device(self.device)?;
+                let seed = self.rng.next_u64();
+                Ok(Step {
+                    x: self.x.index_select(0, &idx),
+                    xx: self.xx.index_select(0, &idx),
+                    adj: Some(GraphOp::new(&sub, self.device)?),
+                    targets: Some(EdgeTargets::new(&sub, &self.params, self.device, Some(seed))?),
+                    idx: Some(idx),
+                })
+            }
+        }
+    }
+
     fn one_epoch(&mut self) -> Result<EpochLoss> {
         let p = &self.params;
         let phase = self.phase();
@@ -229,38 +311,50 @@ impl Trainer {
             if self.epoch == p.epochs {
                 self.start_dec()?;
             }
+            // P from the soft assignment of *all* spots (a mini-batch takes its rows).
             let q = tch::no_grad(|| self.net.soft_assign(&self.eval_z()));
             self.target = Some(loss::target_distribution(&q));
         }
+        let step = self.next_step()?;
+        let adj = step.adj.as_ref().unwrap_or(&self.adj);
+        let targets = match (&step.targets, &self.batching) {
+            (Some(t), _) => t,
+            (None, Batching::Full(t)) => t,
+            (None, Batching::Mini(_)) => return Err(SedrError::Internal("mini-batch step without edge targets".into())),
+        };
         let p = &self.params;
-        let mut fw = self.net.forward(&self.x, &self.adj, true);
+        let mut fw = self.net.forward(&step.x, adj, true);
         let tape = fw.tape.take().ok_or_else(|| SedrError::Internal("training forward without a tape".into()))?;
         // The edge BCE and the reconstruction losses come with their
         // gradients (no autograd); the VGAE KL and DEC KL go through autograd.
         let drawn;
-        let neg = match &self.fixed_negatives {
+        let neg = match &targets.fixed_negatives {
             Some(neg) => neg,
             None => {
-                drawn = self.sampler.draw();
+                drawn = targets.sampler.draw();
                 &drawn
             }
         };
-        let (bce, bce_grad) = match (&self.pos, neg) {
+        let (bce, bce_grad) = match (&targets.pos, neg) {
             (Positives::Host(pos), Negatives::Host(neg)) => {
-                let (v, g) = loss::edge_bce_and_grad_host(&fw.z, pos, Some(neg), self.norm, p.threads)?;
+                let (v, g) = loss::edge_bce_and_grad_host(&fw.z, pos, Some(neg), targets.norm, p.threads)?;
                 (Tensor::from(v).to_kind(Kind::Float), g)
             }
-            (Positives::Device(pos), Negatives::Device(neg)) => loss::edge_bce_and_grad(&fw.z, pos, Some(neg), self.norm),
+            (Positives::Device(pos), Negatives::Device(neg)) => loss::edge_bce_and_grad(&fw.z, pos, Some(neg), targets.norm),
             _ => return Err(SedrError::Internal("positive and negative pairs live on different devices".into())),
         };
-        let head = self.net.recon_head(&fw, &self.x, &self.xx, phase == Phase::Pretrain, p.rec_w, p.self_w, p.sce_alpha);
+        let head = self.net.recon_head(&fw, &step.x, &step.xx, phase == Phase::Pretrain, p.rec_w, p.self_w, p.sce_alpha);
         let (mse, sce) = (head.mse.shallow_clone(), head.sce.shallow_clone());
         let kl_vgae = loss::vgae_kl(&fw.mu, &fw.log_sigma);
         let mut autograd_part = &kl_vgae * p.gcn_w;
         let mut kl = Tensor::zeros([], (Kind::Float, self.device));
         if phase == Phase::Dec {
             let target = self.target.as_ref().ok_or_else(|| SedrError::Internal("DEC target missing".into()))?;
-            kl = loss::dec_kl(&self.net.soft_assign(&fw.z), target);
+            let target = match &step.idx {
+                Some(idx) => target.index_select(0, idx),
+                None => target.shallow_clone(),
+            };
+            kl = loss::dec_kl(&self.net.soft_assign(&fw.z), &target);
             autograd_part += &kl * p.dec_kl_w;
         }
         let graph = (&bce + &kl_vgae).detach();
@@ -272,7 +366,7 @@ impl Trainer {
             + (&fw.z * (bce_grad * p.gcn_w)).sum(Kind::Float)
             + &head.surrogate;
         self.opt.zero_grad();
-        self.net.backward(&surrogate, tape, &self.adj);
+        self.net.backward(&surrogate, tape, adj);
         self.opt.step();
         // One device→host transfer for all the reported numbers.
         let vals = Vec::<f64>::try_from(
@@ -336,6 +430,15 @@ impl Trainer {
             recon,
             d_in: self.x.size()[1] as usize,
         })
+    }
+
+    /// Spots per step and number of graph parts when training in
+    /// mini-batches; None for full-batch training.
+    pub fn minibatch(&self) -> Option<(usize, usize)> {
+        match &self.batching {
+            Batching::Full(_) => None,
+            Batching::Mini(mb) => Some((self.params.batch_size, mb.batcher.n_parts())),
+        }
     }
 
     /// Number of trainable values (for reporting).

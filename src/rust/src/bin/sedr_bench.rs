@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p sedr --no-default-features --bin sedr-bench -- \
 //!     --n 3639,20000 --device cpu --threads 2 [--epochs 200] [--dec-epochs 200]
-//!     [--d 200] [--k 12] [--noise 1.5] [--seed 42]
+//!     [--d 200] [--k 12] [--noise 1.5] [--seed 42] [--batch-size 0 (full batch)]
 //! ```
 //!
 //! For each n it builds a hex-grid tissue, the k-NN graph, trains the full
@@ -29,12 +29,13 @@ struct Args {
     threads: usize,
     noise: f64,
     seed: u64,
+    batch_size: usize,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: sedr-bench [--n N[,N...]] [--d 200] [--k 12] [--epochs 200] [--dec-epochs 200] \
-         [--device cpu|cuda|cuda:N|auto] [--threads 1] [--noise 1.5] [--seed 42]"
+         [--device cpu|cuda|cuda:N|auto] [--threads 1] [--noise 1.5] [--seed 42] [--batch-size 0]"
     );
     std::process::exit(2)
 }
@@ -50,6 +51,7 @@ fn parse_args() -> Args {
         threads: 1,
         noise: 1.5,
         seed: 42,
+        batch_size: 0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -76,6 +78,7 @@ fn parse_args() -> Args {
             "--threads" => a.threads = num(flag, it.next()),
             "--noise" => a.noise = num(flag, it.next()),
             "--seed" => a.seed = num(flag, it.next()),
+            "--batch-size" => a.batch_size = num(flag, it.next()),
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("unknown argument {other}");
@@ -121,13 +124,14 @@ fn main() {
         }
     };
     println!(
-        "device {} | threads {} | d {} | k {} | epochs {}+{}",
+        "device {} | threads {} | d {} | k {} | epochs {}+{} | batch {}",
         device_name(device),
         a.threads,
         a.d,
         a.k,
         a.epochs,
-        a.dec_epochs
+        a.dec_epochs,
+        if a.batch_size == 0 { "full".to_string() } else { a.batch_size.to_string() }
     );
     println!(
         "{:>8} {:>9} {:>7} {:>13} {:>13} {:>13} {:>9} {:>9} {:>11}",
@@ -147,7 +151,7 @@ fn main() {
         };
         let graph_s = t0.elapsed().as_secs_f64();
         let nnz = graph.adj.nnz() + n;
-        let params = Params { epochs: a.epochs, dec_epochs: a.dec_epochs.max(1), dec: a.dec_epochs > 0, threads: a.threads, seed: a.seed, ..Params::default() };
+        let params = Params { epochs: a.epochs, dec_epochs: a.dec_epochs.max(1), dec: a.dec_epochs > 0, threads: a.threads, seed: a.seed, batch_size: a.batch_size, ..Params::default() };
         let total = params.total_epochs();
         let t1 = Instant::now();
         let mut trainer = match Trainer::new(&tissue.x, n, a.d, &graph, params, device) {

@@ -183,6 +183,14 @@ fn imputation_mode_and_no_dec_work() {
     assert!(out.q.is_none());
     // The MLP decoder ends in an ELU: bounded below by −1.
     assert!(out.recon.unwrap().iter().all(|&v| v >= -1.0 - 1e-6));
+    // The graph decoder can be chosen in imputation mode too.
+    let p = Params { dec: false, decoder: crate::params::DecoderKind::Gcn, ..Params { epochs: 5, ..Params::for_mode(Mode::Imputation) } };
+    let mut t = Trainer::new(&x, 64, 15, &g, p, Device::Cpu).unwrap();
+    t.fit().unwrap();
+    let recon = t.output(true).unwrap().recon.unwrap();
+    assert_eq!(recon.len(), 64 * 15);
+    assert!(recon.iter().all(|v| v.is_finite()));
+    assert!(recon.iter().any(|&v| (v - recon[0]).abs() > 1e-3), "constant output");
 }
 
 #[test]
@@ -220,6 +228,7 @@ fn bad_parameters_and_inputs_are_errors() {
     assert!(mk(Params { threads: 0, ..Params::default() }).contains("n.threads"));
     assert!(mk(Params { dec_clusters: 17, ..Params::default() }).contains("dec.clusters"));
     assert!(mk(Params { mask_rate: 1.5, ..Params::default() }).contains("mask.rate"));
+    assert!(mk(Params { batch_size: 5, ..Params::default() }).contains("batch.size"));
     let mut bad = x.clone();
     bad[0] = f64::NAN;
     assert!(Trainer::new(&bad, 16, 5, &g, Params::default(), Device::Cpu).is_err());
@@ -288,6 +297,45 @@ fn recovers_layers_better_than_pca_on_a_synthetic_tissue() {
     let (sedr, pca) = (sedr_km.max(sedr_eee), pca_km.max(pca_eee));
     assert!(sedr >= 0.9, "SEDR ARI {sedr_km} (k-means), {sedr_eee} (CEM-EEE)");
     assert!(sedr > pca + 0.2, "SEDR {sedr} vs PCA {pca}");
+}
+
+#[test]
+fn minibatch_training_agrees_with_full_batch() {
+    // The layered tissue of the test above, trained once on the full graph
+    // and once in mini-batches of 1,000 of the 3,000 spots (8 parts each):
+    // the two clusterings agree (ARI ≥ 0.9) and both find the bands.
+    let (rows, cols, bands, d) = (50, 60, 7, 200);
+    let n = rows * cols;
+    let (coords, x, truth) = layered_tissue(rows, cols, bands, d, 1.0, 7);
+    let g = grid_graph(&coords, 12);
+    let fit = |batch_size: usize| {
+        let params = Params { threads: 1, weight_decay: 0.0, batch_size, ..Params::default() };
+        let mut t = Trainer::new(&x, n, d, &g, params, Device::Cpu).unwrap();
+        assert_eq!(t.minibatch().is_some(), batch_size > 0);
+        t.fit().unwrap();
+        let out = t.output(false).unwrap();
+        assert!(out.embedding.iter().all(|v| v.is_finite()));
+        let init = kmeans_labels(&out.embedding, n, 32, bands as i64);
+        cem_eee(&out.embedding, n, 32, &init, bands, 200)
+    };
+    let full = fit(0);
+    let mini = fit(1000);
+    let (a_full, a_mini, agree) = (ari(&truth, &full), ari(&truth, &mini), ari(&full, &mini));
+    eprintln!("ARI vs truth: full {a_full:.3}, mini-batch {a_mini:.3}; full vs mini-batch {agree:.3}");
+    assert!(a_full >= 0.85 && a_mini >= 0.85, "{a_full} {a_mini}");
+    assert!(agree >= 0.9, "full vs mini-batch ARI {agree}");
+}
+
+#[test]
+fn minibatch_runs_are_reproducible() {
+    let (coords, x, _) = layered_tissue(20, 20, 3, 30, 1.0, 2);
+    let g = grid_graph(&coords, 6);
+    let run = || {
+        let mut t = Trainer::new(&x, 400, 30, &g, Params { batch_size: 150, ..quick(20, 20, 5) }, Device::Cpu).unwrap();
+        t.fit().unwrap();
+        t.output(false).unwrap().embedding
+    };
+    assert_eq!(run(), run());
 }
 
 /// Quality experiment on the layered tissue (run with `--ignored
