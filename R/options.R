@@ -25,7 +25,8 @@
 #'   loss (1 for clustering; the reference uses 0 for imputation). `NULL`
 #'   keeps the mode's default.
 #' @param resample.negatives Draw new negative pairs every epoch (`TRUE`) or
-#'   once, as the reference (`FALSE`).
+#'   once, as the reference (`FALSE`). With mini-batches (`batch.size`) they
+#'   are always drawn afresh for each batch.
 #' @param bn.full.batch In eval mode (the embedding and denoised output),
 #'   BatchNorm layers normalise with the statistics of the full batch, which
 #'   are exactly those used in (full-batch) training (`TRUE`). `FALSE` uses the
