@@ -177,6 +177,24 @@ run_child <- function(n) {
               tr$per_epoch, tr$peak, tr$note, prep$reset))
 }
 
+# Runs one size in a fresh R process (this script with --child and `extra`
+# flags); returns the fields of its `tag|...` line, or NULL after printing a
+# "failed" table row.
+child_fields <- function(script, n, tag, extra = character()) {
+  out <- system2("Rscript", c("--no-init-file", shQuote(script), "--child", extra,
+                              format(n, scientific = FALSE), paste0("--genes=", n_genes),
+                              paste0("--threads=", threads), paste0("--density=", density)),
+                 stdout = TRUE, stderr = TRUE)
+  res <- grep(paste0("^", tag, "\\|"), out, value = TRUE)
+  if (!length(res)) {
+    cat(sprintf("| %s | failed: %s |\n", format(n, big.mark = ",", scientific = FALSE),
+                paste(utils::tail(out, 3), collapse = " / ")))
+    return(NULL)
+  }
+  strsplit(res[1], "|", fixed = TRUE)[[1]][-1]
+}
+big <- function(v) format(as.numeric(v), big.mark = ",", scientific = FALSE)
+
 full <- "--full" %in% args
 if (child) {
   if (full) run_full(sizes[1]) else run_child(sizes[1])
@@ -190,18 +208,8 @@ if (full) {
               n_genes, threads, Sys.info()[["nodename"]], format(utils::packageVersion("SEDR"))))
   cat("| spots | batch.size | preprocess s | graph s | train s | cluster s | total s | peak RSS (MB) | ARI vs simulated domains |\n|---|---|---|---|---|---|---|---|---|\n")
   for (n in sizes) {
-    out <- system2("Rscript", c("--no-init-file", shQuote(script), "--child", "--full",
-                                format(n, scientific = FALSE), paste0("--genes=", n_genes),
-                                paste0("--threads=", threads), paste0("--density=", density)),
-                   stdout = TRUE, stderr = TRUE)
-    res <- grep("^FULL\\|", out, value = TRUE)
-    if (!length(res)) {
-      cat(sprintf("| %s | failed: %s |\n", format(n, big.mark = ",", scientific = FALSE),
-                  paste(utils::tail(out, 3), collapse = " / ")))
-      next
-    }
-    f <- strsplit(res[1], "|", fixed = TRUE)[[1]][-1]
-    big <- function(v) format(as.numeric(v), big.mark = ",", scientific = FALSE)
+    f <- child_fields(script, n, "FULL", "--full")
+    if (is.null(f)) next
     cat(sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", big(f[1]), big(f[9]), f[2], f[3], f[4],
                 f[5], f[6], big(f[7]), f[8]))
   }
@@ -217,19 +225,8 @@ cat("| spots | genes | nnz | simulate s | counts in RAM (MB) | preprocess s | of
     if (train) " train s/epoch | RunSEDR peak RSS (MB) |" else "", "\n", sep = "")
 cat("|---|---|---|---|---|---|---|---|---|---|---|", if (train) "---|---|" else "", "\n", sep = "")
 for (n in sizes) {
-  out <- system2("Rscript", c("--no-init-file", shQuote(script), "--child",
-                              format(n, scientific = FALSE), if (train) "--train",
-                              paste0("--genes=", n_genes), paste0("--threads=", threads),
-                              paste0("--density=", density)),
-                 stdout = TRUE, stderr = TRUE)
-  res <- grep("^RESULT\\|", out, value = TRUE)
-  if (!length(res)) {
-    cat(sprintf("| %s | failed: %s |\n", format(n, big.mark = ",", scientific = FALSE),
-                paste(utils::tail(out, 3), collapse = " / ")))
-    next
-  }
-  f <- strsplit(res[1], "|", fixed = TRUE)[[1]][-1]
-  big <- function(v) format(as.numeric(v), big.mark = ",", scientific = FALSE)
+  f <- child_fields(script, n, "RESULT", if (train) "--train")
+  if (is.null(f)) next
   cat(sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", big(f[1]), f[2], big(f[3]),
               f[4], big(f[5]), f[6], f[7], big(f[8]), f[9], big(f[10]), f[13]))
   if (train) {
