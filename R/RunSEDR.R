@@ -36,7 +36,8 @@
 #' @return For a `Seurat` object: the object with a `DimReduc` named
 #'   `reduction.name` (default `"sedr"`, key `"SEDR_"`) whose `misc` holds the
 #'   parameters, seed, versions, loss history (`misc$losses`) and the DEC soft
-#'   assignment (`misc$dec.q`); with `mode = "imputation"` also an assay
+#'   assignment (`misc$dec.q`), and the spatial graph (`misc$graph`, used by
+#'   `SEDRClusters(smooth = )`); with `mode = "imputation"` also an assay
 #'   (`assay.name`, default `"SEDR"`) with the denoised expression in `data`
 #'   (expression scale, CPM) and its z-scores in `scale.data`. The default
 #'   assay is not changed. For a `SingleCellExperiment`: `reducedDim(x, "SEDR")`

@@ -78,7 +78,8 @@ RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NU
   emb <- res$embedding
   colnames(emb) <- paste0(reduction.key, seq_len(ncol(emb)))
   misc <- list(params = res$params, losses = res$losses, dec.q = res$dec.q, features = res$features,
-               timings = res$timings, versions = res$versions, group.by = group.by)
+               timings = res$timings, versions = res$versions, group.by = group.by,
+               graph = res$graph)
   object[[reduction.name]] <- SeuratObject::CreateDimReducObject(
     embeddings = emb, key = reduction.key, assay = assay, misc = misc
   )
@@ -178,7 +179,7 @@ RunSEDR.SingleCellExperiment <- function(object, assay.type = "counts", features
                   min.spots = min.spots, min.counts = min.counts, options = options, verbose = verbose)
   SingleCellExperiment::reducedDim(object, name) <- res$embedding
   md <- S4Vectors_metadata(object)
-  md$SEDR <- res[c("params", "losses", "dec.q", "features", "timings", "versions", "denoised")]
+  md$SEDR <- res[c("params", "losses", "dec.q", "features", "timings", "versions", "denoised", "graph")]
   S4Vectors_metadata(object) <- md
   object
 }

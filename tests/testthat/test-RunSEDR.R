@@ -153,7 +153,8 @@ test_that("Seurat round trip: reduction, misc, command log and clusters", {
   # Same data, same seed: the embedding equals the matrix method's.
   expect_equal(unname(emb), unname(res$embedding))
   misc <- SeuratObject::Misc(red)
-  expect_true(all(c("params", "losses", "dec.q") %in% names(misc)))
+  expect_true(all(c("params", "losses", "dec.q", "graph") %in% names(misc)))
+  expect_equal(dim(misc$graph), c(ncol(out), ncol(out)))
   expect_equal(misc$params$mode, "clustering")
   expect_true(misc$params$dec)
   expect_s3_class(misc$losses, "data.frame")
@@ -175,6 +176,9 @@ test_that("Seurat round trip: reduction, misc, command log and clusters", {
   expect_lte(nlevels(cl$sedr_clusters), 4)
   expect_false(anyNA(cl$sedr_clusters))
   expect_identical(names(cl$sedr_clusters), SeuratObject::Cells(out))
+  # smooth uses the graph stored in misc.
+  sm <- SEDRClusters(out, n.clusters = 4, smooth = 2, col.name = "sm", verbose = FALSE)
+  expect_false(anyNA(sm$sm))
   cl2 <- SEDRClusters(out, n.clusters = 3, col.name = "dom3", verbose = FALSE)
   expect_true("dom3" %in% colnames(cl2[[]]))
   expect_lte(nlevels(cl2$dom3), 3)

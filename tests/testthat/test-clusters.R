@@ -174,3 +174,24 @@ test_that("clusters after a short run agree with the simulated domains", {
   expect_gt(m[["ARI"]], 0)
   expect_lte(m[["ARI"]], 1)
 })
+
+test_that("smooth averages the embedding over the stored spatial graph", {
+  A <- BuildSpatialGraph(sim$coords, k.neighbors = 6)
+  emb <- res$embedding
+  # One step by hand: each spot's mean over itself and its neighbours.
+  s1 <- SEDR:::smooth_embedding(emb, A, 1)
+  i <- 17
+  nb <- c(i, which(A[i, ] != 0))
+  expect_equal(unname(s1[i, ]), unname(colMeans(emb[nb, , drop = FALSE])))
+  expect_identical(dimnames(s1), dimnames(emb))
+  # sedr_result carries its graph; a plain matrix needs `graph`.
+  cl_res <- SEDRClusters(res, n.clusters = 4, smooth = 2, verbose = FALSE)
+  cl_mat <- SEDRClusters(emb, n.clusters = 4, smooth = 2, graph = res$graph, verbose = FALSE)
+  expect_identical(cl_res, cl_mat)
+  expect_false(identical(cl_res, SEDRClusters(res, n.clusters = 4, verbose = FALSE)))
+  expect_error(SEDRClusters(emb, n.clusters = 4, smooth = 1, verbose = FALSE), class = "sedr_error_input", regexp = "`smooth`")
+  expect_error(SEDRClusters(emb, n.clusters = 4, smooth = 1, graph = A[1:10, 1:10], verbose = FALSE),
+               class = "sedr_error_input", regexp = "`graph`")
+  expect_error(SEDRClusters(res, n.clusters = 4, smooth = -1, verbose = FALSE), class = "sedr_error_input", regexp = "`smooth`")
+  expect_error(SEDRClusters(res, n.clusters = 4, smooth = 1.5, verbose = FALSE), class = "sedr_error_input", regexp = "`smooth`")
+})
