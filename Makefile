@@ -11,8 +11,11 @@ VENV := $(CURDIR)/.venv
 RLIB := $(CURDIR)/.r-lib
 # Outside the clone, so a fresh clone (CI) reuses compiled crates.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/sedr/target
-# libtorch's OpenMP threads spin otherwise (slow on 2 cores); must be set before R starts.
-export OMP_WAIT_POLICY ?= PASSIVE
+# libtorch's OpenMP workers (R's libgomp) spin 300,000 times before sleeping by
+# default, which starves other threads on 2 cores; OMP_WAIT_POLICY=PASSIVE (no
+# spin) made 2-thread training slower than 1 thread. A short spin is fastest
+# (bench/README.md, "Threads"). libgomp reads it when R starts.
+export GOMP_SPINCOUNT ?= 3000
 export LANG := C.UTF-8
 export PATH := $(PATH):$(HOME)/.cargo/bin
 TORCH_DIR = $(shell $(VENV)/bin/python -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)

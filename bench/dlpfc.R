@@ -9,8 +9,13 @@ args <- commandArgs(trailingOnly = TRUE)
 n_seeds <- if (length(args) >= 1) as.integer(args[1]) else 5L
 init_size <- if (length(args) >= 2 && args[2] != "NULL") as.integer(args[2]) else NULL
 threads <- as.integer(Sys.getenv("SEDR_THREADS", "2"))
-# SEDR_WEIGHT_DECAY overrides Adam's weight decay (default 0.01, the reference's).
-opts <- SEDROptions(weight.decay = as.numeric(Sys.getenv("SEDR_WEIGHT_DECAY", "0.01")))
+# SEDR_WEIGHT_DECAY overrides Adam's weight decay (default 0; the reference's is 0.01);
+# SEDR_BATCH_SIZE sets mini-batches (default: full batch); SEDR_SMOOTH the
+# neighbour-averaging steps before mclust (default 0).
+bs <- Sys.getenv("SEDR_BATCH_SIZE", "")
+opts <- SEDROptions(weight.decay = as.numeric(Sys.getenv("SEDR_WEIGHT_DECAY", "0")),
+                    batch.size = if (nzchar(bs)) as.numeric(bs) else NULL)
+smooth <- as.integer(Sys.getenv("SEDR_SMOOTH", "0"))
 sets <- list(
   list(name = "dlpfc_151673", k = 12, G = 7, label = "layer"),
   list(name = "starmap_mouse_vcortex", k = 6, G = 7, label = "layer")
@@ -26,7 +31,8 @@ for (s in sets) {
                    device = "cpu", n.threads = threads, verbose = FALSE, options = opts,
                    min.spots = if (ncol(d$counts) < 2000) 10 else 50)
     t1 <- proc.time()[["elapsed"]]
-    cl <- SEDRClusters(res, n.clusters = s$G, seed.use = seed, mclust.init.size = init_size, verbose = FALSE)
+    cl <- SEDRClusters(res, n.clusters = s$G, seed.use = seed, mclust.init.size = init_size,
+                       smooth = smooth, verbose = FALSE)
     t2 <- proc.time()[["elapsed"]]
     m <- SpatialClusterMetrics(truth, cl)
     rows[[length(rows) + 1]] <- data.frame(

@@ -29,8 +29,8 @@ held_col <- col_of[held]
 t0 <- proc.time()[["elapsed"]]
 # SEDR_DECODER = "gcn" or "mlp" overrides the decoder (default: the mode's).
 decoder <- Sys.getenv("SEDR_DECODER", "")
-# SEDR_WEIGHT_DECAY overrides Adam's weight decay (default 0.01).
-wd <- as.numeric(Sys.getenv("SEDR_WEIGHT_DECAY", "0.01"))
+# SEDR_WEIGHT_DECAY overrides Adam's weight decay (default 0; the reference's is 0.01).
+wd <- as.numeric(Sys.getenv("SEDR_WEIGHT_DECAY", "0"))
 opts <- if (nzchar(decoder)) SEDROptions(decoder = decoder, weight.decay = wd) else SEDROptions(weight.decay = wd)
 res <- RunSEDR(masked, coords = d$coords, mode = "imputation", device = "cpu", options = opts,
                n.threads = as.integer(Sys.getenv("SEDR_THREADS", "2")), seed.use = seed, verbose = FALSE)

@@ -1,6 +1,6 @@
 # Runs the examples of every help page in man/ against the installed package
 # and prints how long each took; exits non-zero if one fails.
-#   R_LIBS=.r-lib OMP_WAIT_POLICY=PASSIVE Rscript --no-init-file tools/run-examples.R
+#   R_LIBS=.r-lib GOMP_SPINCOUNT=3000 Rscript --no-init-file tools/run-examples.R
 # Plots go to a null device. Warnings are reported, not fatal.
 suppressPackageStartupMessages(library(SEDR))
 grDevices::pdf(NULL)
