@@ -27,6 +27,14 @@
 #' @param neg.ratio Random non-neighbour pairs per neighbour pair in the edge
 #'   loss (1 for clustering; the reference uses 0 for imputation). `NULL`
 #'   keeps the mode's default.
+#' @param mask.replace How the masked autoencoder hides a spot: `TRUE`
+#'   replaces the masked spots' input by the learnable mask token and asks the
+#'   decoder for their original expression, so it must come from the
+#'   neighbours; `FALSE` adds the token to the input, as the reference does
+#'   (the masked spot still sees its own expression, spec bug list item 2).
+#'   `NULL` (default): `TRUE` for clustering (higher ARI on DLPFC 151673 and
+#'   STARmap, `bench/README.md`), `FALSE` for imputation (no gain in held-out
+#'   correlation there).
 #' @param resample.negatives Draw new negative pairs every epoch (`TRUE`) or
 #'   once, as the reference (`FALSE`). With mini-batches (`batch.size`) they
 #'   are always drawn afresh for each batch.
@@ -61,7 +69,7 @@ SEDROptions <- function(feat.hidden1 = 64, feat.hidden2 = 16, gcn.hidden1 = 64, 
                         dropout = 0.2, mask.rate = 0.8, sce.alpha = 3, dec.clusters = 10,
                         dec.alpha = 1, dec.interval = 20, dec.epochs = 200, rec.weight = 10,
                         gcn.weight = 0.1, self.weight = 1, dec.kl.weight = 1, lr = 0.01,
-                        weight.decay = 0, neg.ratio = NULL, resample.negatives = TRUE,
+                        weight.decay = 0, neg.ratio = NULL, mask.replace = NULL, resample.negatives = TRUE,
                         bn.full.batch = TRUE, decoder = NULL, batch.size = NULL,
                         kmeans.restarts = 20, kmeans.max.spots = 50000) {
   opts <- as.list(environment())
@@ -74,14 +82,14 @@ SEDROptions <- function(feat.hidden1 = 64, feat.hidden2 = 16, gcn.hidden1 = 64, 
     # Inf and 0 both mean full batch; kept as 0 (the Rust core's convention).
     opts$batch.size <- if (is.finite(b)) round(b) else 0
   }
-  for (nm in c("resample.negatives", "bn.full.batch")) {
+  for (nm in intersect(c("resample.negatives", "bn.full.batch", "mask.replace"), names(opts))) {
     if (!isTRUE(opts[[nm]]) && !isFALSE(opts[[nm]])) sedr_abort("must be TRUE or FALSE.", arg = nm)
   }
   if (!is.null(opts$decoder) && !(is.character(opts$decoder) && length(opts$decoder) == 1 &&
                                    opts$decoder %in% c("gcn", "mlp"))) {
     sedr_abort("must be NULL (the mode's decoder), \"gcn\" or \"mlp\".", arg = "decoder")
   }
-  for (nm in setdiff(names(opts), c("resample.negatives", "bn.full.batch", "decoder"))) {
+  for (nm in setdiff(names(opts), c("resample.negatives", "bn.full.batch", "mask.replace", "decoder"))) {
     v <- opts[[nm]]
     if (!is.numeric(v) || length(v) != 1 || !is.finite(v)) {
       sedr_abort("must be one finite number.", arg = nm)

@@ -126,6 +126,18 @@ test_that("the decoder option switches the denoising decoder", {
   expect_error(SEDROptions(decoder = "linear"), class = "sedr_error_input")
 })
 
+test_that("mask.replace: replacement by default for clustering, the reference's added token on request", {
+  with_mask <- function(flag) do.call(SEDROptions, c(unclass(tiny_opts()), list(mask.replace = flag)))
+  added <- run_tiny(sim$counts, coords = sim$coords, options = with_mask(FALSE))
+  replaced <- run_tiny(sim$counts, coords = sim$coords, options = with_mask(TRUE))
+  # The default (res) is replacement; FALSE trains a different model.
+  expect_identical(replaced$embedding, res$embedding)
+  expect_false(isTRUE(all.equal(added$embedding, res$embedding)))
+  expect_true(all(is.finite(added$embedding)))
+  expect_error(SEDROptions(mask.replace = "yes"), class = "sedr_error_input", regexp = "mask.replace")
+  expect_error(SEDROptions(mask.replace = NA), class = "sedr_error_input", regexp = "mask.replace")
+})
+
 test_that("the default method honours group.by: block-diagonal graph, DEC off by default", {
   grp <- ifelse(sim$coords[, "x"] < stats::median(sim$coords[, "x"]), "left", "right")
   r <- run_tiny(sim$counts, coords = sim$coords, group.by = grp, k.neighbors = 6, epochs = 10)

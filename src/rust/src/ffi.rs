@@ -171,6 +171,7 @@ fn params_from_list(mode: &str, opts: List) -> Result<Params> {
             "weight.decay" => p.weight_decay = num()?,
             "neg.ratio" => p.neg_ratio = count()?,
             "resample.negatives" => p.resample_negatives = flag()?,
+            "mask.replace" => p.mask_replace = flag()?,
             "bn.full.batch" => p.bn_full_batch = flag()?,
             "kmeans.restarts" => p.kmeans_restarts = count()?,
             "kmeans.max.spots" => p.kmeans_max_spots = count()?,

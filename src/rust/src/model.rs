@@ -20,7 +20,8 @@
 //!   (gc1: 16 → 64 columns; the decoder: 32 → d_in columns), so every sparse
 //!   product runs on 16 or 32 columns.
 //! * The mask token enters the first linear layer as x·Wᵀ + m·(t·Wᵀ) (m the
-//!   0/1 mask indicator), which equals (x + m·t)·Wᵀ but spares the n × d_in
+//!   0/1 mask indicator; with `mask_replace`, (1 − m)·x·Wᵀ + m·(t·Wᵀ)),
+//!   which equals (x + m·t)·Wᵀ (resp. the replaced rows times Wᵀ) but spares the n × d_in
 //!   gradient of the input that autograd would otherwise form.
 //! * Dropout masks on the CPU come from a fast seeded generator on the host
 //!   (libtorch's CPU Bernoulli sampler is serial and was ~15 % of an epoch);
@@ -316,8 +317,19 @@ impl FullBlock {
 
     /// The block applied to x + m·t (m: n × 1 indicator, t: 1 × d_in token),
     /// written as x·Wᵀ + b + m·(t·Wᵀ).
-    fn forward_masked(&self, x: &Tensor, ind: &Tensor, token: &Tensor, train: bool, noise: &Noise) -> Tensor {
-        let pre = self.linear(x).addcmul(ind, &token.mm(&self.lin.ws.tr()));
+    fn forward_masked(&self, x: &Tensor, ind: &Tensor, token: &Tensor, replace: bool, train: bool, noise: &Noise) -> Tensor {
+        let tw = token.mm(&self.lin.ws.tr());
+        let pre = if replace {
+            // The masked rows are the token alone: b + (1 − m)·x·Wᵀ + m·t·Wᵀ.
+            let xw = x.mm(&self.lin.ws.tr()) * (-ind + 1.0);
+            let xw = match &self.lin.bs {
+                Some(b) => xw + b,
+                None => xw,
+            };
+            xw.addcmul(ind, &tw)
+        } else {
+            self.linear(x).addcmul(ind, &tw)
+        };
         self.finish(&pre, train, noise)
     }
 }
@@ -371,6 +383,8 @@ pub struct SedrNet {
     pub centres: Tensor,
     /// Learnable mask token, added to the rows of masked spots.
     mask_token: Tensor,
+    /// Masked rows are replaced by the token (true) or get it added (the reference).
+    mask_replace: bool,
     mask_rate: f64,
     dec_alpha: f64,
     p_drop: f64,
@@ -410,6 +424,7 @@ impl SedrNet {
             decoder,
             centres,
             mask_token,
+            mask_replace: p.mask_replace,
             mask_rate: p.mask_rate,
             dec_alpha: p.dec_alpha,
             p_drop: p.dropout,
@@ -449,7 +464,7 @@ impl SedrNet {
         let (h1, masked) = if train && self.mask_rate > 0.0 {
             let n_mask = ((self.mask_rate * n as f64) as i64).clamp(1, n);
             let ind = noise.mask_indicator(n, n_mask, x);
-            let h1 = self.enc1.forward_masked(x, &ind, &self.mask_token, train, noise);
+            let h1 = self.enc1.forward_masked(x, &ind, &self.mask_token, self.mask_replace, train, noise);
             (h1, Some((ind, n_mask)))
         } else {
             (self.enc1.forward(x, train, noise), None)
@@ -500,8 +515,12 @@ impl SedrNet {
     /// [`loss::factored_recon_loss_and_grad`]); `xx` are the row norms ‖X_i‖².
     #[allow(clippy::too_many_arguments)]
     pub fn recon_head(&self, fw: &Forward, x: &Tensor, xx: &Tensor, use_mask: bool, rec_w: f64, self_w: f64, alpha: f64) -> ReconHead {
+        // With replacement the SCE target is the original row X_i (a zero
+        // token in the loss), so the token gets no gradient from the target.
+        let zero_token = self.mask_token.zeros_like();
+        let target_token = if self.mask_replace { &zero_token } else { &self.mask_token };
         let masked = match (&fw.masked, use_mask) {
-            (Some((ind, n_mask)), true) => Some(loss::MaskedRows { ind, n_mask: *n_mask, token: &self.mask_token }),
+            (Some((ind, n_mask)), true) => Some(loss::MaskedRows { ind, n_mask: *n_mask, token: target_token }),
             _ => None,
         };
         let (mse, sce, mut surrogate, d_token) = match &self.decoder {
@@ -516,7 +535,7 @@ impl SedrNet {
                 (r.mse, r.sce, (&recon * r.d_recon).sum(Kind::Float), r.d_token)
             }
         };
-        if let Some(dt) = d_token {
+        if let (Some(dt), false) = (d_token, self.mask_replace) {
             surrogate += (&self.mask_token * dt).sum(Kind::Float);
         }
         ReconHead { mse, sce, surrogate }
@@ -579,12 +598,12 @@ mod tests {
     /// reconstruction gradients by hand, reordered products) gives the same
     /// parameter gradients as plain autograd through the reference
     /// formulation with a dense Â, in float64.
-    fn gradients_match(mode: Mode) {
+    fn gradients_match(mode: Mode, mask_replace: bool) {
         let (rows, cols) = (6usize, 9usize);
         let coords: Vec<f64> = (0..rows * cols).flat_map(|i| [(i % cols) as f64 + 0.5 * ((i / cols) % 2) as f64, (i / cols) as f64 * 0.866]).collect();
         let g = build_graph(&Coords { data: &coords, dim: 2 }, None, Neighbours::Knn(6)).unwrap();
         let (n, d) = (g.n() as i64, 12i64);
-        let p = Params { dropout: 0.0, dec_clusters: 4, threads: 1, ..Params::for_mode(mode) };
+        let p = Params { dropout: 0.0, dec_clusters: 4, threads: 1, mask_replace, ..Params::for_mode(mode) };
         tch::manual_seed(11);
         let mut vs = nn::VarStore::new(Device::Cpu);
         let mut net = SedrNet::new(&vs.root(), d, &p);
@@ -640,7 +659,14 @@ mod tests {
             }
             Tensor::from_slice(&dense).view([n, n])
         };
-        let xm = &x + &ind * &net.mask_token;
+        // The encoder's input and the SCE target: replaced rows and the
+        // original X, or the token added to both (the reference).
+        let (xm, sce_target) = if mask_replace {
+            (&x * (-&ind + 1.0) + &ind * &net.mask_token, x.shallow_clone())
+        } else {
+            let xm = &x + &ind * &net.mask_token;
+            (xm.shallow_clone(), xm)
+        };
         let block = |b: &FullBlock, t: &Tensor| b.bn.forward_t(&b.lin.forward(t), true).elu();
         let feat = block(&net.enc2, &block(&net.enc1, &xm));
         let h = a.mm(&feat.mm(&net.gc1)).relu();
@@ -652,7 +678,7 @@ mod tests {
             Decoder::Mlp(b) => block(b, &z),
         };
         let idx = ind.squeeze_dim(1).nonzero().squeeze_dim(1);
-        let sce = loss::sce(&recon_ref.index_select(0, &idx), &xm.index_select(0, &idx), p.sce_alpha);
+        let sce = loss::sce(&recon_ref.index_select(0, &idx), &sce_target.index_select(0, &idx), p.sce_alpha);
         let total = loss::mse(&recon_ref, &x) * p.rec_w
             + sce * p.self_w
             + (loss::edge_bce(&z, (&pos.src, &pos.dst), Some((&neg.src, &neg.dst)), norm) + loss::vgae_kl(&mu, &ls)) * p.gcn_w
@@ -697,13 +723,37 @@ mod tests {
         assert!(m.abs() < 0.01 && (sd - 1.0).abs() < 0.01, "{m} {sd}");
     }
 
+    /// With `mask_replace` a masked row is the token alone: changing the
+    /// masked rows' input changes nothing, the other rows are the plain
+    /// block. The reference's additive token leaves the input visible.
+    #[test]
+    fn replaced_rows_do_not_see_their_input() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        // Running-stat BatchNorm in eval: rows are transformed independently.
+        let b = FullBlock::new(vs.root() / "b", 5, 4, 0.0, false);
+        let noise = Noise::Torch;
+        let x = Tensor::randn([6, 5], (Kind::Float, Device::Cpu));
+        let ind = Tensor::from_slice(&[1f32, 0., 1., 0., 0., 1.]).view([6, 1]);
+        let t = Tensor::randn([1, 5], (Kind::Float, Device::Cpu));
+        let x2 = &x + &ind * 7.0;
+        let y = b.forward_masked(&x, &ind, &t, true, false, &noise);
+        assert!(y.allclose(&b.forward_masked(&x2, &ind, &t, true, false, &noise), 1e-6, 1e-6, false));
+        let expected = b.forward(&x, false, &noise) * (-&ind + 1.0) + &ind * b.forward(&t, false, &noise);
+        assert!(y.allclose(&expected, 1e-5, 1e-6, false));
+        let added = b.forward_masked(&x, &ind, &t, false, false, &noise);
+        assert!(!added.allclose(&b.forward_masked(&x2, &ind, &t, false, false, &noise), 1e-3, 1e-3, false));
+    }
+
     #[test]
     fn cut_backward_matches_plain_autograd_clustering() {
-        gradients_match(Mode::Clustering);
+        gradients_match(Mode::Clustering, true);
+        gradients_match(Mode::Clustering, false);
     }
 
     #[test]
     fn cut_backward_matches_plain_autograd_imputation() {
-        gradients_match(Mode::Imputation);
+        gradients_match(Mode::Imputation, false);
+        gradients_match(Mode::Imputation, true);
     }
 }
