@@ -26,9 +26,9 @@
 #' each spot's spatial neighbourhood (the spot and its graph neighbours,
 #' equal weights) before `"mclust"`, `"leiden"` or `"louvain"`. This is not
 #' in the paper (whose workflow is `smooth = 0`, the default). Over 5
-#' seeds, two steps raised the median ARI on STARmap (0.62 to 0.67) but
-#' lowered it on DLPFC 151673 (0.58 to 0.55) (`bench/README.md`), so it is
-#' an option to compare, not the default. The graph is the one [RunSEDR()]
+#' seeds, two steps left the median ARI on STARmap about the same (0.676 to
+#' 0.682) and lowered it on DLPFC 151673 (0.595 to 0.546)
+#' (`bench/README.md`), so it is an option to compare, not the default. The graph is the one [RunSEDR()]
 #' stored with the embedding, or `graph` for a plain matrix.
 #'
 #' @param object A `Seurat` object (after [RunSEDR()]), a
