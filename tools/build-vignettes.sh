@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 # SEDR_LIB=<dir> uses the SEDR installed there instead of .r-lib/.
 export R_LIBS="${SEDR_LIB:+$SEDR_LIB:}$root/.r-lib${R_LIBS:+:$R_LIBS}"
-# libtorch's OpenMP threads spin otherwise; must be set before R starts.
+# A short OpenMP spin for libtorch's threads (see the Makefile); read when R starts.
 export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-3000}
 export LANG=C.UTF-8
 out="${SEDR_VIGNETTE_OUT:-$root/out/vignettes}"
