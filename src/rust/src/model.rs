@@ -20,9 +20,9 @@
 //!   (gc1: 16 → 64 columns; the decoder: 32 → d_in columns), so every sparse
 //!   product runs on 16 or 32 columns.
 //! * The mask token enters the first linear layer as x·Wᵀ + m·(t·Wᵀ) (m the
-//!   0/1 mask indicator; with `mask_replace`, (1 − m)·x·Wᵀ + m·(t·Wᵀ)),
-//!   which equals (x + m·t)·Wᵀ (resp. the replaced rows times Wᵀ) but spares the n × d_in
-//!   gradient of the input that autograd would otherwise form.
+//!   0/1 mask indicator), which equals (x + m·t)·Wᵀ, or, when the token
+//!   replaces the masked rows, as (1 − m)·x·Wᵀ + m·(t·Wᵀ). Either form
+//!   spares the n × d_in gradient of the input that autograd would otherwise form.
 //! * Dropout masks on the CPU come from a fast seeded generator on the host
 //!   (libtorch's CPU Bernoulli sampler is serial and was ~15 % of an epoch);
 //!   on CUDA libtorch's dropout is used.
@@ -316,7 +316,8 @@ impl FullBlock {
     }
 
     /// The block applied to x + m·t (m: n × 1 indicator, t: 1 × d_in token),
-    /// written as x·Wᵀ + b + m·(t·Wᵀ).
+    /// written as x·Wᵀ + b + m·(t·Wᵀ); with `replace`, to the rows of x with
+    /// the masked ones replaced by t: (1 − m)·x·Wᵀ + b + m·(t·Wᵀ).
     fn forward_masked(&self, x: &Tensor, ind: &Tensor, token: &Tensor, replace: bool, train: bool, noise: &Noise) -> Tensor {
         let tw = token.mm(&self.lin.ws.tr());
         let pre = if replace {
@@ -381,7 +382,7 @@ pub struct SedrNet {
     decoder: Decoder,
     /// DEC cluster centres (K × latent), overwritten by k-means before phase 2.
     pub centres: Tensor,
-    /// Learnable mask token, added to the rows of masked spots.
+    /// Learnable mask token, added to (or replacing) the rows of masked spots.
     mask_token: Tensor,
     /// Masked rows are replaced by the token (true) or get it added (the reference).
     mask_replace: bool,
@@ -507,7 +508,8 @@ impl SedrNet {
     }
 
     /// The reconstruction losses of a training forward: rec_w·MSE(R, X) and,
-    /// with `use_mask`, self_w·SCE over the masked rows of (R, X + m·t).
+    /// with `use_mask`, self_w·SCE over the masked rows of (R, X + m·t), or of
+    /// (R, X) when the token replaces the masked rows.
     /// Returns their values and a surrogate scalar whose gradient with
     /// respect to the parameters and the tape leaves is the exact gradient of
     /// rec_w·MSE + self_w·SCE (its value is meaningless). The GCN decoder's
