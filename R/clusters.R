@@ -149,9 +149,9 @@ smooth_embedding <- function(emb, graph, steps) {
 # random 2,000 of them, is the slow part (~3-4 s of a ~5.5 s call on DLPFC's
 # 3,639 x 32 embedding) and depends on which 2,000 are drawn. Running hc on all spots
 # instead, merging up from a k-means partition into ~100 small groups rather
-# than from single spots, uses every spot and takes ~0.3 s. Measured on ten
-# DLPFC 151673 embeddings (bench/README.md): the same ARI as the default
-# (median 0.52) and the same spread over seeds, ~4x faster. Tried and not
+# than from single spots, uses every spot (see mclust_fit). Measured on ten
+# DLPFC 151673 embeddings (bench/README.md): median ARI 0.523 against 0.516
+# for Mclust(), ~1 s per call against ~5 s. Tried and not
 # kept: the highest-likelihood of several starts (on these embeddings as
 # often a worse partition as a better one) and the consensus (medoid) of
 # five subset starts (no steadier, slower).

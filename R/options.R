@@ -88,14 +88,15 @@ SEDROptions <- function(feat.hidden1 = 64, feat.hidden2 = 16, gcn.hidden1 = 64, 
     # Inf and 0 both mean full batch; kept as 0 (the Rust core's convention).
     opts$batch.size <- if (is.finite(b)) round(b) else 0
   }
-  for (nm in intersect(c("resample.negatives", "bn.full.batch", "mask.replace"), names(opts))) {
+  flags <- c("resample.negatives", "bn.full.batch", "mask.replace")
+  for (nm in intersect(flags, names(opts))) {
     if (!isTRUE(opts[[nm]]) && !isFALSE(opts[[nm]])) sedr_abort("must be TRUE or FALSE.", arg = nm)
   }
   if (!is.null(opts$decoder) && !(is.character(opts$decoder) && length(opts$decoder) == 1 &&
                                    opts$decoder %in% c("gcn", "mlp"))) {
     sedr_abort("must be NULL (the mode's decoder), \"gcn\" or \"mlp\".", arg = "decoder")
   }
-  for (nm in setdiff(names(opts), c("resample.negatives", "bn.full.batch", "mask.replace", "decoder"))) {
+  for (nm in setdiff(names(opts), c(flags, "decoder"))) {
     v <- opts[[nm]]
     if (!is.numeric(v) || length(v) != 1 || !is.finite(v)) {
       sedr_abort("must be one finite number.", arg = nm)

@@ -124,7 +124,7 @@ impl Default for Params {
             dec_epochs: 200,
             lr: 0.01,
             // The reference uses 0.01; 0 gave higher ARI on DLPFC and STARmap and
-            // better denoising (bench/README.md, "Weight decay").
+            // better denoising (bench/README.md, "Spatial domains" and "Denoising").
             weight_decay: 0.0,
             neg_ratio: 1,
             mask_replace: true,
