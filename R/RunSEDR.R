@@ -14,9 +14,10 @@
 #' so the spots x genes matrix is never dense (a million spots x 2000 genes
 #' fits in a few GB). Pass `reduction` to use an existing reduction instead
 #' (e.g. your own PCA). `mode = "imputation"` trains on the scaled genes
-#' themselves (dense; no PCA) and also returns the denoised expression;
-#' `options = SEDROptions(decoder = "gcn")` gave the most accurate denoising
-#' measured (`bench/README.md`).
+#' themselves (dense; no PCA) and also returns the denoised expression; its
+#' default MLP decoder and `options = SEDROptions(decoder = "gcn")` (about 3x
+#' faster) both beat a spatial-neighbour mean on held-out counts
+#' (`bench/README.md`).
 #'
 #' **Memory.** Before training (and, in clustering mode, before the
 #' preprocessing), the peak memory of training is estimated and compared

@@ -8,7 +8,7 @@ use crate::error::{Result, SedrError};
 pub enum Mode {
     /// Input: PCA of the scaled HVGs; decoder: one GCN layer.
     Clustering,
-    /// Input: the scaled HVG matrix; decoder: Linear+BN+ELU+Dropout (no graph)
+    /// Input: the scaled HVG matrix; decoder: Linear+BN (no graph)
     /// by default.
     Imputation,
 }
@@ -32,7 +32,8 @@ pub const MIN_BATCH: usize = 100;
 pub enum DecoderKind {
     /// One graph convolution Z → d_in (the reference's clustering decoder).
     Gcn,
-    /// Linear+BN+ELU+Dropout Z → d_in (the reference's imputation decoder).
+    /// Linear+BN Z → d_in (the reference's imputation decoder, less its ELU
+    /// and dropout: see `model::FullBlock::output_head`).
     Mlp,
 }
 

@@ -181,8 +181,9 @@ fn imputation_mode_and_no_dec_work() {
     t.fit().unwrap();
     let out = t.output(true).unwrap();
     assert!(out.q.is_none());
-    // The MLP decoder ends in an ELU: bounded below by −1.
-    assert!(out.recon.unwrap().iter().all(|&v| v >= -1.0 - 1e-6));
+    let recon = out.recon.unwrap();
+    assert_eq!(recon.len(), 64 * 15);
+    assert!(recon.iter().all(|v| v.is_finite()));
     // The graph decoder can be chosen in imputation mode too.
     let p = Params { dec: false, decoder: crate::params::DecoderKind::Gcn, ..Params { epochs: 5, ..Params::for_mode(Mode::Imputation) } };
     let mut t = Trainer::new(&x, 64, 15, &g, p, Device::Cpu).unwrap();
