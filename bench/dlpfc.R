@@ -12,26 +12,38 @@ threads <- as.integer(Sys.getenv("SEDR_THREADS", "2"))
 # SEDR_WEIGHT_DECAY overrides Adam's weight decay (default 0; the reference's is 0.01);
 # SEDR_BATCH_SIZE sets mini-batches (default: full batch); SEDR_SMOOTH the
 # neighbour-averaging steps before mclust (default 0).
+# SEDR_EPOCHS / SEDR_DEC_EPOCHS set the schedule (default 200 + 200);
+# SEDR_FIRST_SEED the first training seed (default 2023); SEDR_MCLUST_SEED a
+# fixed mclust seed (default: the training seed); SEDR_DATASETS a
+# comma-separated subset of the datasets below.
 bs <- Sys.getenv("SEDR_BATCH_SIZE", "")
+env_int <- function(name, default) as.integer(Sys.getenv(name, as.character(default)))
 opts <- SEDROptions(weight.decay = as.numeric(Sys.getenv("SEDR_WEIGHT_DECAY", "0")),
-                    batch.size = if (nzchar(bs)) as.numeric(bs) else NULL)
-smooth <- as.integer(Sys.getenv("SEDR_SMOOTH", "0"))
+                    batch.size = if (nzchar(bs)) as.numeric(bs) else NULL,
+                    dec.epochs = max(1L, env_int("SEDR_DEC_EPOCHS", 200)))
+use_dec <- env_int("SEDR_DEC_EPOCHS", 200) > 0  # 0 turns the DEC phase off
+epochs <- env_int("SEDR_EPOCHS", 200)
+smooth <- env_int("SEDR_SMOOTH", 0)
+first_seed <- env_int("SEDR_FIRST_SEED", 2023)
+mclust_seed <- env_int("SEDR_MCLUST_SEED", NA)
 sets <- list(
   list(name = "dlpfc_151673", k = 12, G = 7, label = "layer"),
   list(name = "starmap_mouse_vcortex", k = 6, G = 7, label = "layer")
 )
+only <- Sys.getenv("SEDR_DATASETS", "")
+if (nzchar(only)) sets <- Filter(function(s) s$name %in% strsplit(only, ",")[[1]], sets)
 rows <- list()
 for (s in sets) {
   d <- read_dataset(data_dir(s$name))
   if (is.null(d)) { cat("skip", s$name, "(data folder absent)\n"); next }
   truth <- d$spots[[s$label]]
-  for (seed in seq_len(n_seeds) + 2022L) {
+  for (seed in seq_len(n_seeds) + first_seed - 1L) {
     t0 <- proc.time()[["elapsed"]]
-    res <- RunSEDR(d$counts, coords = d$coords, k.neighbors = s$k, seed.use = seed,
+    res <- RunSEDR(d$counts, coords = d$coords, k.neighbors = s$k, seed.use = seed, epochs = epochs, dec = use_dec,
                    device = "cpu", n.threads = threads, verbose = FALSE, options = opts,
                    min.spots = if (ncol(d$counts) < 2000) 10 else 50)
     t1 <- proc.time()[["elapsed"]]
-    cl <- SEDRClusters(res, n.clusters = s$G, seed.use = seed, mclust.init.size = init_size,
+    cl <- SEDRClusters(res, n.clusters = s$G, seed.use = if (is.na(mclust_seed)) seed else mclust_seed, mclust.init.size = init_size,
                        smooth = smooth, verbose = FALSE)
     t2 <- proc.time()[["elapsed"]]
     m <- SpatialClusterMetrics(truth, cl)

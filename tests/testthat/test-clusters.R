@@ -57,6 +57,30 @@ test_that("mclust on a plain matrix works, also with a subset initialisation", {
   expect_equal(unname(SpatialClusterMetrics(rep(1:2, each = 30), lab)["ARI"]), 1)
 })
 
+test_that("SEDR's EEE EM reproduces mclust::me(modelName = \"EEE\")", {
+  # Three overlapping, correlated 5-d components (so EM needs many
+  # iterations) plus one tiny-scale column, as in SEDR embeddings.
+  set.seed(21)
+  n <- 600
+  g <- sample(1:3, n, replace = TRUE)
+  a <- matrix(c(1, 0.6, 0, 0, 0.6, 1, 0.3, 0, 0, 0.3, 1, 0.2, 0, 0, 0.2, 1), 4)
+  x <- matrix(rnorm(n * 4), n) %*% chol(a) + cbind(c(0, 1.5, 3)[g], c(0, -1, 1)[g], 0, 0)
+  x <- cbind(x, 1e-4 * (rnorm(n) + g))
+  z <- mclust::unmap(stats::kmeans(x, 3)$cluster)
+  ref <- mclust::meEEE(x, z = z)
+  ours <- SEDR:::em_eee(x, z)
+  expect_gt(ours$iterations, 5)
+  expect_equal(ours$iterations, unname(attr(ref, "info")[1]))
+  expect_equal(ours$loglik, ref$loglik, tolerance = 1e-10)
+  expect_equal(ours$z, ref$z, tolerance = 1e-8, ignore_attr = TRUE)
+  expect_equal(ours$mean, ref$parameters$mean, tolerance = 1e-8, ignore_attr = TRUE)
+  expect_equal(crossprod(ours$cholSigma), ref$parameters$variance$Sigma, tolerance = 1e-8, ignore_attr = TRUE)
+  expect_identical(mclust::map(ours$z), mclust::map(ref$z))
+  # mclust's failure rules: an empty component, a singular covariance.
+  expect_null(SEDR:::em_eee(x, cbind(z, 0)))
+  expect_null(SEDR:::em_eee(cbind(x, x[, 1]), z))
+})
+
 test_that("a NULL EEE fit falls back with a sedr_warning_mclust and labels every spot", {
   emb <- degenerate_embedding()
   # The guard is needed: mclust itself gives no EEE fit on this embedding.
