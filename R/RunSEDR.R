@@ -87,7 +87,9 @@ RunSEDR <- function(object, ...) {
 #'   column name, for the `default` method a vector with one label per spot.
 #'   The graph then has no edge across sections (multi-section integration).
 #' @param mode `"clustering"` (default) or `"imputation"` (denoising).
-#' @param epochs Pre-training epochs (200).
+#' @param epochs Pre-training epochs. `NULL` (default): the mode's, 100 for
+#'   clustering and 200 for imputation (the reference: 200; see
+#'   [SEDROptions()] `dec.epochs` for why).
 #' @param dec Run the deep-embedded-clustering phase (`TRUE`; another
 #'   `dec.epochs` epochs, see [SEDROptions()]). Defaults to `FALSE` when
 #'   `group.by` is given, as in the reference's integration recipe.
@@ -101,7 +103,7 @@ RunSEDR <- function(object, ...) {
 #' @param verbose Show stage messages and a progress bar.
 #' @export
 RunSEDR.default <- function(object, coords, features = NULL, k.neighbors = 12, group.by = NULL,
-                            mode = c("clustering", "imputation"), epochs = 200, dec = NULL,
+                            mode = c("clustering", "imputation"), epochs = NULL, dec = NULL,
                             device = "auto", n.threads = 1, seed.use = 42, n.hvg = 2000,
                             npcs = 200, min.spots = 50, min.counts = 10,
                             options = SEDROptions(), verbose = TRUE, ...) {
@@ -229,11 +231,12 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   tic <- function() proc.time()[["elapsed"]]
   say <- function(...) if (verbose) cli::cli_inform(sprintf(...))
   if (!inherits(options, "sedr_options")) sedr_abort("must be made by SEDROptions().", arg = "options")
-  epochs <- check_count(epochs, "epochs", min = 1)
   n.threads <- check_count(n.threads, "n.threads", min = 1)
   k.neighbors <- check_count(k.neighbors, "k.neighbors", min = 1)
   device <- check_device(device)
   if (is.null(dec)) dec <- is.null(group) && mode == "clustering"
+  epochs <- check_count(epochs %||% default_epochs(mode), "epochs", min = 1)
+  options$dec.epochs <- options$dec.epochs %||% default_epochs(mode)
   if (!isTRUE(dec) && !isFALSE(dec)) sedr_abort("must be TRUE, FALSE or NULL.", arg = "dec")
   if (!is.null(seed.use)) {
     if (!is.numeric(seed.use) || length(seed.use) != 1 || !is.finite(seed.use)) {

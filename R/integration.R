@@ -52,7 +52,7 @@
 #' }
 SEDRIntegration <- function(object = NULL, orig, groups, coords, new.reduction = "integrated.sedr",
                             reduction.key = "SEDRintegrated_", dims = NULL, k.neighbors = 12,
-                            epochs = 200, dec = FALSE, device = "auto", n.threads = 1,
+                            epochs = NULL, dec = FALSE, device = "auto", n.threads = 1,
                             seed.use = 42, options = SEDROptions(), verbose = TRUE,
                             layers = NULL, features = NULL, scale.layer = NULL, assay = NULL, ...) {
   if (!requireNamespace("SeuratObject", quietly = TRUE)) {

@@ -46,7 +46,7 @@ seurat_coords <- function(object, coords, arg = "coords") {
 #' @export
 RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NULL, dims = NULL,
                            k.neighbors = 12, coords = NULL, group.by = NULL,
-                           mode = c("clustering", "imputation"), epochs = 200, dec = NULL,
+                           mode = c("clustering", "imputation"), epochs = NULL, dec = NULL,
                            device = "auto", n.threads = 1, seed.use = 42,
                            reduction.name = "sedr", reduction.key = "SEDR_", assay.name = "SEDR",
                            n.hvg = 2000, npcs = 200, min.spots = 50, min.counts = 10,
@@ -132,7 +132,7 @@ check_reduction_matrix <- function(emb, dims) {
 RunSEDR.SingleCellExperiment <- function(object, assay.type = "counts", features = NULL,
                                          use.dimred = NULL, dims = NULL, k.neighbors = 12,
                                          coords = NULL, group.by = NULL,
-                                         mode = c("clustering", "imputation"), epochs = 200,
+                                         mode = c("clustering", "imputation"), epochs = NULL,
                                          dec = NULL, device = "auto", n.threads = 1, seed.use = 42,
                                          name = "SEDR", n.hvg = 2000, npcs = 200, min.spots = 50,
                                          min.counts = 10, options = SEDROptions(), verbose = TRUE, ...) {

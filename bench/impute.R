@@ -31,9 +31,13 @@ t0 <- proc.time()[["elapsed"]]
 decoder <- Sys.getenv("SEDR_DECODER", "")
 # SEDR_WEIGHT_DECAY overrides Adam's weight decay (default 0; the reference's is 0.01).
 wd <- as.numeric(Sys.getenv("SEDR_WEIGHT_DECAY", "0"))
-opts <- if (nzchar(decoder)) SEDROptions(decoder = decoder, weight.decay = wd) else SEDROptions(weight.decay = wd)
-res <- RunSEDR(masked, coords = d$coords, mode = "imputation", device = "cpu", options = opts,
-               n.threads = as.integer(Sys.getenv("SEDR_THREADS", "2")), seed.use = seed, verbose = FALSE)
+# SEDR_EPOCHS / SEDR_DEC_EPOCHS override the schedule (default: the package's).
+ep <- Sys.getenv("SEDR_EPOCHS", ""); dec_ep <- Sys.getenv("SEDR_DEC_EPOCHS", "")
+opts <- do.call(SEDROptions, c(list(weight.decay = wd), if (nzchar(decoder)) list(decoder = decoder),
+                               if (nzchar(dec_ep)) list(dec.epochs = as.integer(dec_ep))))
+res <- do.call(RunSEDR, c(list(masked, coords = d$coords, mode = "imputation", device = "cpu", options = opts,
+                               n.threads = as.integer(Sys.getenv("SEDR_THREADS", "2")), seed.use = seed, verbose = FALSE),
+                          if (nzchar(ep)) list(epochs = as.integer(ep))))
 train_s <- proc.time()[["elapsed"]] - t0
 genes <- res$features
 libsize <- Matrix::colSums(masked)

@@ -19,7 +19,10 @@ layer <- c(a$spots$layer, b$spots$layer)
 cat(sprintf("%d + %d spots, %d shared genes\n", ncol(a$counts), ncol(b$counts), length(shared)))
 threads <- as.integer(Sys.getenv("SEDR_THREADS", "2"))
 t0 <- proc.time()[["elapsed"]]
-res <- RunSEDR(counts, coords = coords, group.by = section, device = "cpu", n.threads = threads, verbose = FALSE)
+# SEDR_EPOCHS overrides the number of epochs (default: the package's).
+ep <- Sys.getenv("SEDR_EPOCHS", "")
+res <- do.call(RunSEDR, c(list(counts, coords = coords, group.by = section, device = "cpu", n.threads = threads,
+                               verbose = FALSE), if (nzchar(ep)) list(epochs = as.integer(ep))))
 cat(sprintf("SEDR (block-diagonal, dec = %s): %.1f s\n", res$params$dec, proc.time()[["elapsed"]] - t0))
 prep <- SEDR:::.preprocess_counts(counts)
 pca <- SEDR:::sedr_pca(prep$scaled, 32, seed = 1, n.threads = threads)$scores

@@ -365,3 +365,19 @@ test_that("SpatialExperiment: spatialCoords are used by default", {
   ref <- run_tiny(sim$counts, coords = sim$coords, epochs = 10, dec = FALSE)
   expect_equal(unname(emb), unname(ref$embedding))
 })
+
+test_that("epochs and dec.epochs default to the mode's schedule, and explicit values win", {
+  sim <- SimulateSpatialTissue(n.rows = 8, n.cols = 8, n.genes = 100, seed = 4)
+  run <- function(...) RunSEDR(sim$counts, coords = sim$coords, n.hvg = 50, npcs = 10, min.spots = 2,
+                               verbose = FALSE, device = "cpu", ...)
+  opts <- SEDROptions(dec.clusters = 3, kmeans.restarts = 1)
+  cl <- run(options = opts)
+  expect_equal(c(cl$params$epochs, cl$params$dec.epochs), c(100, 100))
+  expect_equal(as.vector(table(cl$losses$phase)[c("pretrain", "dec")]), c(100, 100))
+  im <- run(mode = "imputation", options = opts)
+  expect_equal(c(im$params$epochs, im$params$dec.epochs), c(200, 200))
+  expect_equal(nrow(im$losses), 200)  # no DEC phase by default in imputation
+  own <- run(epochs = 7, options = SEDROptions(dec.clusters = 3, kmeans.restarts = 1, dec.epochs = 3))
+  expect_equal(c(own$params$epochs, own$params$dec.epochs, nrow(own$losses)), c(7, 3, 10))
+  expect_error(run(epochs = 0), class = "sedr_error")
+})
