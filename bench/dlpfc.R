@@ -12,17 +12,19 @@ threads <- as.integer(Sys.getenv("SEDR_THREADS", "2"))
 # SEDR_WEIGHT_DECAY overrides Adam's weight decay (default 0; the reference's is 0.01);
 # SEDR_BATCH_SIZE sets mini-batches (default: full batch); SEDR_SMOOTH the
 # neighbour-averaging steps before mclust (default 0).
-# SEDR_EPOCHS / SEDR_DEC_EPOCHS set the schedule (default 200 + 200);
+# SEDR_EPOCHS / SEDR_DEC_EPOCHS set the schedule (default: the package's);
 # SEDR_FIRST_SEED the first training seed (default 2023); SEDR_MCLUST_SEED a
 # fixed mclust seed (default: the training seed); SEDR_DATASETS a
 # comma-separated subset of the datasets below.
 bs <- Sys.getenv("SEDR_BATCH_SIZE", "")
 env_int <- function(name, default) as.integer(Sys.getenv(name, as.character(default)))
+dec_epochs <- env_int("SEDR_DEC_EPOCHS", NA)
 opts <- SEDROptions(weight.decay = as.numeric(Sys.getenv("SEDR_WEIGHT_DECAY", "0")),
                     batch.size = if (nzchar(bs)) as.numeric(bs) else NULL,
-                    dec.epochs = max(1L, env_int("SEDR_DEC_EPOCHS", 200)))
-use_dec <- env_int("SEDR_DEC_EPOCHS", 200) > 0  # 0 turns the DEC phase off
-epochs <- env_int("SEDR_EPOCHS", 200)
+                    dec.epochs = if (is.na(dec_epochs)) NULL else max(1L, dec_epochs))
+use_dec <- is.na(dec_epochs) || dec_epochs > 0  # 0 turns the DEC phase off
+epochs <- env_int("SEDR_EPOCHS", NA)
+if (is.na(epochs)) epochs <- NULL
 smooth <- env_int("SEDR_SMOOTH", 0)
 first_seed <- env_int("SEDR_FIRST_SEED", 2023)
 mclust_seed <- env_int("SEDR_MCLUST_SEED", NA)
