@@ -296,8 +296,9 @@ impl FullBlock {
     /// The MLP decoder's block without ELU and dropout. The reference ends
     /// its imputation decoder with both, which (a) bounds the reconstruction
     /// of z-scored genes below at −1 and (b) under an MSE loss shrinks the
-    /// eval-mode output towards 0 by the keep rate (the loss is minimised by
-    /// E[dropout(r)] = x, i.e. r = (1 − p)·x). Without them the held-out
+    /// eval-mode output towards 0 by the keep rate (the expected loss
+    /// E[(dropout(r) − x)²] = r²/(1 − p) − 2rx + x² is least at
+    /// r = (1 − p)·x). Without them the held-out
     /// correlation on DLPFC rose from 0.878 to 0.886 (bench/README.md).
     fn output_head(vs: nn::Path, d_in: i64, d_out: i64, full_batch_eval: bool) -> Self {
         FullBlock { hidden: false, ..FullBlock::new(vs, d_in, d_out, 0.0, full_batch_eval) }
