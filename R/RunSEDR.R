@@ -235,9 +235,9 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   k.neighbors <- check_count(k.neighbors, "k.neighbors", min = 1)
   device <- check_device(device)
   if (is.null(dec)) dec <- is.null(group) && mode == "clustering"
+  if (!isTRUE(dec) && !isFALSE(dec)) sedr_abort("must be TRUE, FALSE or NULL.", arg = "dec")
   epochs <- check_count(epochs %||% default_epochs(mode), "epochs", min = 1)
   options$dec.epochs <- options$dec.epochs %||% default_epochs(mode)
-  if (!isTRUE(dec) && !isFALSE(dec)) sedr_abort("must be TRUE, FALSE or NULL.", arg = "dec")
   if (!is.null(seed.use)) {
     if (!is.numeric(seed.use) || length(seed.use) != 1 || !is.finite(seed.use)) {
       sedr_abort("must be one number or NULL.", arg = "seed.use")

@@ -155,7 +155,8 @@ smooth_embedding <- function(emb, graph, steps) {
 # instead, merging up from a k-means partition into ~100 small groups rather
 # than from single spots, uses every spot (see mclust_fit). Measured on ten
 # DLPFC 151673 embeddings (bench/README.md): median ARI 0.523 against 0.516
-# for Mclust(), ~1 s per call against ~5 s. Tried and not
+# for Mclust(), ~1 s per call against ~5 s with mclust's EM (~0.35 s with
+# em_eee()). Tried and not
 # kept: the highest-likelihood of several starts (on these embeddings as
 # often a worse partition as a better one) and the consensus (medoid) of
 # five subset starts (no steadier, slower).
