@@ -11,21 +11,29 @@ init_size <- if (length(args) >= 2 && args[2] != "NULL") as.integer(args[2]) els
 threads <- as.integer(Sys.getenv("SEDR_THREADS", "2"))
 # SEDR_WEIGHT_DECAY overrides Adam's weight decay (default 0; the reference's is 0.01);
 # SEDR_BATCH_SIZE sets mini-batches (default: full batch); SEDR_SMOOTH the
-# neighbour-averaging steps before mclust (default 0).
+# neighbour-averaging steps before mclust (default 0); SEDR_INIT_SMOOTH those
+# of mclust's start only (default: the package's).
 # SEDR_EPOCHS / SEDR_DEC_EPOCHS set the schedule (default: the package's);
 # SEDR_FIRST_SEED the first training seed (default 2023); SEDR_MCLUST_SEED a
 # fixed mclust seed (default: the training seed); SEDR_DATASETS a
-# comma-separated subset of the datasets below.
+# comma-separated subset of the datasets below; SEDR_OPTS further SEDROptions()
+# arguments as name=value pairs separated by commas (e.g. "lr=0.005,dropout=0").
 bs <- Sys.getenv("SEDR_BATCH_SIZE", "")
 env_int <- function(name, default) as.integer(Sys.getenv(name, as.character(default)))
 dec_epochs <- env_int("SEDR_DEC_EPOCHS", NA)
-opts <- SEDROptions(weight.decay = as.numeric(Sys.getenv("SEDR_WEIGHT_DECAY", "0")),
-                    batch.size = if (nzchar(bs)) as.numeric(bs) else NULL,
-                    dec.epochs = if (is.na(dec_epochs)) NULL else max(1L, dec_epochs))
+extra <- Sys.getenv("SEDR_OPTS", "")
+extra <- if (nzchar(extra)) {
+  kv <- strsplit(strsplit(extra, ",")[[1]], "=")
+  stats::setNames(lapply(kv, function(p) type.convert(p[2], as.is = TRUE)), vapply(kv, `[`, "", 1))
+} else list()
+opts <- do.call(SEDROptions, c(list(weight.decay = as.numeric(Sys.getenv("SEDR_WEIGHT_DECAY", "0")),
+                                    batch.size = if (nzchar(bs)) as.numeric(bs) else NULL,
+                                    dec.epochs = if (is.na(dec_epochs)) NULL else max(1L, dec_epochs)), extra))
 use_dec <- is.na(dec_epochs) || dec_epochs > 0  # 0 turns the DEC phase off
 epochs <- env_int("SEDR_EPOCHS", NA)
 if (is.na(epochs)) epochs <- NULL
 smooth <- env_int("SEDR_SMOOTH", 0)
+init_smooth <- env_int("SEDR_INIT_SMOOTH", NA)  # unset: SEDRClusters()' default
 first_seed <- env_int("SEDR_FIRST_SEED", 2023)
 mclust_seed <- env_int("SEDR_MCLUST_SEED", NA)
 sets <- list(
@@ -46,7 +54,8 @@ for (s in sets) {
                    min.spots = if (ncol(d$counts) < 2000) 10 else 50)
     t1 <- proc.time()[["elapsed"]]
     cl <- SEDRClusters(res, n.clusters = s$G, seed.use = if (is.na(mclust_seed)) seed else mclust_seed, mclust.init.size = init_size,
-                       smooth = smooth, verbose = FALSE)
+                       smooth = smooth, init.smooth = if (is.na(init_smooth)) formals(SEDRClusters)$init.smooth else init_smooth,
+                       verbose = FALSE)
     t2 <- proc.time()[["elapsed"]]
     m <- SpatialClusterMetrics(truth, cl)
     rows[[length(rows) + 1]] <- data.frame(

@@ -44,8 +44,11 @@ test_that("mclust on a plain matrix works, also with a subset initialisation", {
   expect_length(cl, nrow(emb))
   expect_identical(names(cl), rownames(emb))
   expect_lte(nlevels(cl), 4)
-  # The matrix and the sedr_result give the same labels.
-  expect_identical(cl, SEDRClusters(res, n.clusters = 4, verbose = FALSE))
+  # Without a graph the matrix's mclust start is the embedding itself, as
+  # init.smooth = 0 on the sedr_result; with the graph the two agree as well.
+  expect_identical(cl, SEDRClusters(res, n.clusters = 4, init.smooth = 0, verbose = FALSE))
+  expect_identical(SEDRClusters(emb, n.clusters = 4, graph = res$graph, verbose = FALSE),
+                   SEDRClusters(res, n.clusters = 4, verbose = FALSE))
   sub <- SEDRClusters(emb, n.clusters = 4, mclust.init.size = 80, verbose = FALSE)
   expect_length(sub, nrow(emb))
   expect_false(anyNA(sub))
@@ -162,7 +165,7 @@ test_that("Seurat objects: labels in meta.data; a missing reduction is an error"
                class = "sedr_error_input", regexp = "reduction")
   obj[["sedr"]] <- SeuratObject::CreateDimReducObject(
     embeddings = `colnames<-`(res$embedding, paste0("SEDR_", 1:32)), key = "SEDR_",
-    assay = "Spatial", misc = list(dec.q = res$dec.q)
+    assay = "Spatial", misc = list(dec.q = res$dec.q, graph = res$graph)
   )
   out <- SEDRClusters(obj, n.clusters = 5, verbose = FALSE)
   expect_identical(unname(out$sedr_clusters), unname(SEDRClusters(res, n.clusters = 5, verbose = FALSE)))
@@ -218,4 +221,30 @@ test_that("smooth averages the embedding over the stored spatial graph", {
                class = "sedr_error_input", regexp = "`graph`")
   expect_error(SEDRClusters(res, n.clusters = 4, smooth = -1, verbose = FALSE), class = "sedr_error_input", regexp = "`smooth`")
   expect_error(SEDRClusters(res, n.clusters = 4, smooth = 1.5, verbose = FALSE), class = "sedr_error_input", regexp = "`smooth`")
+})
+
+test_that("init.smooth smooths mclust's start only; the EM fits the embedding itself", {
+  emb <- res$embedding
+  for (steps in 1:2) {
+    init <- SEDR:::smooth_embedding(emb, res$graph, steps)
+    # The same seeded start and EM by hand: hc of the smoothed embedding,
+    # then EEE EM on the unsmoothed one.
+    set.seed(2023)
+    fit <- SEDR:::mclust_fit(emb, 4, "EEE", init = init)
+    cl <- SEDRClusters(res, n.clusters = 4, init.smooth = steps, verbose = FALSE)
+    expect_identical(as.integer(as.character(cl)), as.integer(mclust::map(fit$z)))
+    # The fit is a converged EM on the raw embedding: restarting it there
+    # keeps the labels.
+    expect_identical(mclust::map(SEDR:::em_eee(emb, fit$z)$z), mclust::map(fit$z))
+  }
+  # The start is built from the smoothed rows: hc of the raw and of the
+  # smoothed embedding cut into 4 groups differ on this tissue.
+  hc_cut <- function(x) mclust::hclass(mclust::hc(x, modelName = "VVV", use = "SVD"), 4)[, 1]
+  expect_false(identical(hc_cut(emb), hc_cut(SEDR:::smooth_embedding(emb, res$graph, 1))))
+  expect_error(SEDRClusters(res, n.clusters = 4, init.smooth = -1, verbose = FALSE), class = "sedr_error_input",
+               regexp = "`init.smooth`")
+  expect_error(SEDRClusters(res, n.clusters = 4, init.smooth = 0.5, verbose = FALSE), class = "sedr_error_input",
+               regexp = "`init.smooth`")
+  expect_error(SEDRClusters(emb, n.clusters = 4, graph = res$graph[1:10, 1:10], verbose = FALSE),
+               class = "sedr_error_input", regexp = "`graph`")
 })
