@@ -16,15 +16,18 @@
 #'   `max(100, 10 * n.clusters)` small groups, which uses every spot and is
 #'   about 4 times faster on DLPFC (3,639 spots) at the same accuracy
 #'   (`bench/README.md`). That hierarchical start is computed on the
-#'   embedding averaged `init.smooth` times (default once) over each spot's
-#'   spatial neighbourhood, as for `smooth` below; the EM then fits the
-#'   unsmoothed embedding, so the model is still mclust EEE on the SEDR
-#'   embedding. Domains are spatially contiguous, and a start that follows
-#'   them makes the fit far less dependent on the seed: over 20 seeds on
-#'   DLPFC 151673 the SD of the ARI fell from 0.043 to 0.018 (median 0.588
-#'   to 0.575, worst seed 0.490 to 0.531); on STARmap the median went from
-#'   0.693 to 0.701 (SD 0.026 and 0.027). `init.smooth = 0` starts from the
-#'   embedding itself, as mclust does. When the EEE fit fails (e.g. for a degenerate
+#'   embedding pulled halfway (`init.smooth = 0.5`) towards its mean over
+#'   each spot's spatial neighbourhood (one step of `smooth` below); the EM
+#'   then fits the embedding itself, so the model is still mclust EEE on
+#'   the SEDR embedding. Domains are spatially contiguous, and a start that
+#'   follows them makes the fit less dependent on the seed: over 20 seeds
+#'   on DLPFC 151673 the SD of the ARI fell from 0.043 to 0.027 (median
+#'   0.588 to 0.578, worst seed 0.490 to 0.525) (`bench/README.md`). The
+#'   full neighbourhood mean (`init.smooth = 1`) steadies DLPFC more (SD
+#'   0.018), but on a cleanly separated simulated tissue it starts the EM
+#'   with the spots along domain borders in the wrong domain, and the EM
+#'   keeps them there (ARI 0.83 against 1.00). `init.smooth = 0` starts from
+#'   the embedding itself, as mclust does. When the EEE fit fails (e.g. for a degenerate
 #'   embedding) SEDR retries, in this order and with a warning naming what
 #'   was used: EEE on the embedding's non-degenerate principal directions;
 #'   then the `"VVI"` model; then k-means.
@@ -58,10 +61,10 @@
 #'   50,000 and the other spots are assigned with the fitted model.
 #' @param smooth Number of neighbour-averaging steps applied to the
 #'   embedding before clustering (0: none, as the paper).
-#' @param init.smooth Neighbour-averaging steps applied to the embedding
-#'   for mclust's starting partition only (1; 0: mclust's own start). Needs
-#'   the spatial graph, so on a plain matrix without `graph` the start uses
-#'   the embedding itself.
+#' @param init.smooth For mclust's starting partition only: the weight, in
+#'   \[0, 1\], of each spot's neighbourhood mean against its own embedding
+#'   (0.5; 0: mclust's own start). Needs the spatial graph, so on a plain
+#'   matrix without `graph` the start uses the embedding itself.
 #' @param graph For `smooth > 0` or `init.smooth > 0` on a plain matrix: the spots x spots
 #'   adjacency, e.g. from [BuildSpatialGraph()]. Other inputs use the graph
 #'   that [RunSEDR()] stored.
@@ -77,7 +80,7 @@
 #' table(SEDRClusters(res, n.clusters = 3))
 SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "louvain", "dec"),
                          reduction = "sedr", col.name = "sedr_clusters", seed.use = 2023,
-                         mclust.init.size = NULL, smooth = 0, init.smooth = 1, graph = NULL, verbose = TRUE, ...) {
+                         mclust.init.size = NULL, smooth = 0, init.smooth = 0.5, graph = NULL, verbose = TRUE, ...) {
   check_dots(...)
   method <- match.arg(method)
   if (methods::is(object, "Seurat")) {
@@ -116,10 +119,14 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
     mclust.init.size <- check_count(mclust.init.size, "mclust.init.size", min = n.clusters)
   }
   smooth <- check_count(smooth, "smooth", min = 0)
-  init.smooth <- check_count(init.smooth, "init.smooth", min = 0)
+  if (!is.numeric(init.smooth) || length(init.smooth) != 1 || is.na(init.smooth) || init.smooth < 0 || init.smooth > 1) {
+    sedr_abort("must be one number in [0, 1] (0: mclust's start on the embedding itself).", arg = "init.smooth")
+  }
   if (smooth > 0 && method != "dec") emb <- smooth_embedding(emb, graph, smooth)
   # The start of the EM only; without a graph (a plain matrix) there is none to use.
-  init <- if (method == "mclust" && init.smooth > 0 && !is.null(graph)) smooth_embedding(emb, graph, init.smooth)
+  init <- if (method == "mclust" && init.smooth > 0 && !is.null(graph)) {
+    (1 - init.smooth) * emb + init.smooth * smooth_embedding(emb, graph, 1)
+  }
   labels <- switch(method,
     mclust = cluster_mclust(emb, n.clusters, seed.use, mclust.init.size, verbose, init = init),
     leiden = ,

@@ -32,9 +32,9 @@
 #'   10 in both modes; for denoising, 100 raised the held-out correlation on
 #'   DLPFC 151673 from 0.854 to 0.878 (`bench/README.md`). It weights the
 #'   DEC KL 1 (a mean over spots and centres, so small next to the
-#'   reconstruction); 3 raised the median ARI on DLPFC 151673 over two sets
-#'   of 20 seeds (0.575 to 0.587, 0.576 to 0.580) and on STARmap (0.701 to
-#'   0.706).
+#'   reconstruction); with a smoothed mclust start, 3 raised the median ARI
+#'   on DLPFC 151673 over two sets of 20 seeds (0.575 to 0.587, 0.576 to
+#'   0.580) and on STARmap (0.701 to 0.706).
 #' @param lr Adam learning rate (0.01).
 #' @param weight.decay Adam's coupled L2 weight decay (0). The reference uses
 #'   0.01; without it SEDR for R measured a higher median ARI on DLPFC 151673

@@ -11,8 +11,8 @@ init_size <- if (length(args) >= 2 && args[2] != "NULL") as.integer(args[2]) els
 threads <- as.integer(Sys.getenv("SEDR_THREADS", "2"))
 # SEDR_WEIGHT_DECAY overrides Adam's weight decay (default 0; the reference's is 0.01);
 # SEDR_BATCH_SIZE sets mini-batches (default: full batch); SEDR_SMOOTH the
-# neighbour-averaging steps before mclust (default 0); SEDR_INIT_SMOOTH those
-# of mclust's start only (default: the package's).
+# neighbour-averaging steps before mclust (default 0); SEDR_INIT_SMOOTH the
+# weight of the neighbourhood mean in mclust's start (default: the package's).
 # SEDR_EPOCHS / SEDR_DEC_EPOCHS set the schedule (default: the package's);
 # SEDR_FIRST_SEED the first training seed (default 2023); SEDR_MCLUST_SEED a
 # fixed mclust seed (default: the training seed); SEDR_DATASETS a
@@ -33,7 +33,7 @@ use_dec <- is.na(dec_epochs) || dec_epochs > 0  # 0 turns the DEC phase off
 epochs <- env_int("SEDR_EPOCHS", NA)
 if (is.na(epochs)) epochs <- NULL
 smooth <- env_int("SEDR_SMOOTH", 0)
-init_smooth <- env_int("SEDR_INIT_SMOOTH", NA)  # unset: SEDRClusters()' default
+init_smooth <- as.numeric(Sys.getenv("SEDR_INIT_SMOOTH", NA))  # unset: SEDRClusters()' default
 first_seed <- env_int("SEDR_FIRST_SEED", 2023)
 mclust_seed <- env_int("SEDR_MCLUST_SEED", NA)
 sets <- list(

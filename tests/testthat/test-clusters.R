@@ -225,26 +225,39 @@ test_that("smooth averages the embedding over the stored spatial graph", {
 
 test_that("init.smooth smooths mclust's start only; the EM fits the embedding itself", {
   emb <- res$embedding
-  for (steps in 1:2) {
-    init <- SEDR:::smooth_embedding(emb, res$graph, steps)
+  for (w in c(0.5, 1)) {
+    init <- (1 - w) * emb + w * SEDR:::smooth_embedding(emb, res$graph, 1)
     # The same seeded start and EM by hand: hc of the smoothed embedding,
     # then EEE EM on the unsmoothed one.
     set.seed(2023)
     fit <- SEDR:::mclust_fit(emb, 4, "EEE", init = init)
-    cl <- SEDRClusters(res, n.clusters = 4, init.smooth = steps, verbose = FALSE)
+    cl <- SEDRClusters(res, n.clusters = 4, init.smooth = w, verbose = FALSE)
     expect_identical(as.integer(as.character(cl)), as.integer(mclust::map(fit$z)))
     # The fit is a converged EM on the raw embedding: restarting it there
     # keeps the labels.
     expect_identical(mclust::map(SEDR:::em_eee(emb, fit$z)$z), mclust::map(fit$z))
   }
   # The start is built from the smoothed rows: hc of the raw and of the
-  # smoothed embedding cut into 4 groups differ on this tissue.
+  # fully smoothed embedding cut into 4 groups differ on this tissue.
   hc_cut <- function(x) mclust::hclass(mclust::hc(x, modelName = "VVV", use = "SVD"), 4)[, 1]
   expect_false(identical(hc_cut(emb), hc_cut(SEDR:::smooth_embedding(emb, res$graph, 1))))
   expect_error(SEDRClusters(res, n.clusters = 4, init.smooth = -1, verbose = FALSE), class = "sedr_error_input",
                regexp = "`init.smooth`")
-  expect_error(SEDRClusters(res, n.clusters = 4, init.smooth = 0.5, verbose = FALSE), class = "sedr_error_input",
+  expect_error(SEDRClusters(res, n.clusters = 4, init.smooth = 1.5, verbose = FALSE), class = "sedr_error_input",
+               regexp = "`init.smooth`")
+  expect_error(SEDRClusters(res, n.clusters = 4, init.smooth = NA_real_, verbose = FALSE), class = "sedr_error_input",
                regexp = "`init.smooth`")
   expect_error(SEDRClusters(emb, n.clusters = 4, graph = res$graph[1:10, 1:10], verbose = FALSE),
                class = "sedr_error_input", regexp = "`graph`")
+})
+
+test_that("the default start recovers cleanly separated domains exactly", {
+  # The demo's tissue: SEDR separates its five domains, and mclust must not
+  # lose the spots along domain borders. A start from the full neighbourhood
+  # mean (init.smooth = 1) put them in the wrong domain here (ARI 0.83).
+  big <- SimulateSpatialTissue(n.rows = 40, n.cols = 40, n.genes = 1000, n.domains = 5, seed = 7)
+  fit <- RunSEDR(big$counts, coords = big$coords, min.spots = 10, device = "cpu", n.threads = 2, verbose = FALSE)
+  ari <- function(...) SpatialClusterMetrics(big$domain, SEDRClusters(fit, n.clusters = 5, verbose = FALSE, ...))[["ARI"]]
+  expect_gt(ari(), 0.99)
+  expect_gt(ari(init.smooth = 0), 0.99)
 })
