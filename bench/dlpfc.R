@@ -53,9 +53,9 @@ for (s in sets) {
                    device = "cpu", n.threads = threads, verbose = FALSE, options = opts,
                    min.spots = if (ncol(d$counts) < 2000) 10 else 50)
     t1 <- proc.time()[["elapsed"]]
-    cl <- SEDRClusters(res, n.clusters = s$G, seed.use = if (is.na(mclust_seed)) seed else mclust_seed, mclust.init.size = init_size,
-                       smooth = smooth, init.smooth = if (is.na(init_smooth)) formals(SEDRClusters)$init.smooth else init_smooth,
-                       verbose = FALSE)
+    cl <- do.call(SEDRClusters, c(list(res, n.clusters = s$G, seed.use = if (is.na(mclust_seed)) seed else mclust_seed,
+                                       mclust.init.size = init_size, smooth = smooth, verbose = FALSE),
+                                  if (!is.na(init_smooth)) list(init.smooth = init_smooth)))
     t2 <- proc.time()[["elapsed"]]
     m <- SpatialClusterMetrics(truth, cl)
     rows[[length(rows) + 1]] <- data.frame(
