@@ -498,11 +498,10 @@ SEDRGenePlot <- function(object, feature, assay = NULL,
   out
 }
 
-# Tissue coordinates of a Seurat object's first image, as a data frame.
+# Tissue coordinates of every image of a Seurat object.
 .seurat_tissue_coords <- function(object) {
-  res <- tryCatch(SeuratObject::GetTissueCoordinates(object),
-                  error = function(e) NULL)
-  if (is.null(res) || !NROW(res)) {
+  res <- seurat_image_coords(object)
+  if (is.null(res)) {
     sedr_abort(paste0("not found: the object has no metadata columns x and y ",
                       "and no image with tissue coordinates; pass `coords` ",
                       "(one row per spot)."), arg = "coords")
@@ -622,16 +621,6 @@ SEDRGenePlot <- function(object, feature, assay = NULL,
     .seurat_tissue_coords(object)
 }
 
-# The `data` of a Seurat assay (SeuratObject 4 and 5), genes x spots.
-.seurat_data <- function(object, assay) {
-  if (utils::packageVersion("SeuratObject") >= "5.0.0") {
-    getExportedValue("SeuratObject", "LayerData")(object, assay = assay,
-                                                  layer = "data")
-  } else {
-    SeuratObject::GetAssayData(object, slot = "data", assay = assay)
-  }
-}
-
 # The embedding (or a stored UMAP) and labels for SEDRUmapPlot():
 # list(embedding, umap, labels, title); `umap` is NULL unless
 # `umap.reduction` is given, and then `embedding` is NULL.
@@ -717,7 +706,7 @@ SEDRGenePlot <- function(object, feature, assay = NULL,
       no_denoised(sprintf(" (no assay \"%s\"; it has: %s)", denoised.assay,
                           paste(have, collapse = ", ")))
     }
-    den <- .seurat_data(object, denoised.assay)
+    den <- seurat_layer(object, denoised.assay, "data")
     .check_denoised_feature(feature, rownames(den))
     denoised <- stats::setNames(as.numeric(den[feature, ]), colnames(den))
     assay <- assay %||% SeuratObject::DefaultAssay(object)
