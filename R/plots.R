@@ -31,6 +31,8 @@
 #' @param palette Optional vector of colours, at least one per label (named
 #'   vectors are matched to label values). Defaults to a fixed 20-colour
 #'   palette.
+#' @param legend.title Title of the colour legend. By default the column the
+#'   labels came from (`group.by`), or `"label"` for labels given directly.
 #'
 #' @return A ggplot object.
 #'
@@ -42,8 +44,10 @@
 #' SEDRSpatialPlot(sim, palette = c("grey70", "steelblue", "darkorange"))
 #' @export
 SEDRSpatialPlot <- function(object, group.by = "sedr_clusters", coords = NULL,
-                            labels = NULL, pt.size = NULL, palette = NULL) {
+                            labels = NULL, pt.size = NULL, palette = NULL,
+                            legend.title = NULL) {
   .check_string(group.by, "group.by", "a single column name, e.g. \"sedr_clusters\"")
+  if (!is.null(legend.title)) .check_string(legend.title, "legend.title", "a single string, e.g. \"domain\"")
   spot_data <- .spatial_plot_data(object, group.by, coords, labels)
   pt.size <- .point_size(pt.size, nrow(spot_data))
 
@@ -58,7 +62,7 @@ SEDRSpatialPlot <- function(object, group.by = "sedr_clusters", coords = NULL,
     ggplot2::geom_point(size = pt.size, stroke = 0) +
     ggplot2::scale_colour_manual(values = colours, na.value = "grey80",
                                  drop = FALSE,
-                                 name = attr(spot_data, "title")) +
+                                 name = legend.title %||% attr(spot_data, "title")) +
     ggplot2::scale_y_reverse() +
     ggplot2::coord_fixed() +
     ggplot2::guides(

@@ -62,8 +62,7 @@ nearest <- Matrix::summary(BuildSpatialGraph(coords, k.neighbors = 1))
 spacing <- stats::median(sqrt(rowSums((coords[nearest$i, 1:2] - coords[nearest$j, 1:2])^2)))
 span <- max(diff(range(coords[, 1])), diff(range(coords[, 2])))
 pt_size <- 0.5 * (5 * 72) * spacing / (span + spacing)
-p <- SEDRSpatialPlot(coords, labels = domains, pt.size = pt_size) +
-  ggplot2::labs(colour = "domain") +
+p <- SEDRSpatialPlot(coords, labels = domains, pt.size = pt_size, legend.title = "domain") +
   ggplot2::ggtitle("SEDR spatial domains", subtitle = what)
 ggplot2::ggsave(png_file, p, width = 7, height = 6, dpi = 100)
 cat(sprintf("[demo] wrote %s\n", png_file))

@@ -396,3 +396,14 @@ test_that("SEDRGenePlot works on a SingleCellExperiment", {
   expect_error(SEDRGenePlot(sce, "Gene7", assay = "logcounts"), "`assay`",
                class = "sedr_error_input")
 })
+
+test_that("SEDRSpatialPlot's legend.title names the legend", {
+  sim <- SimulateSpatialTissue(n.rows = 8, n.cols = 8, n.genes = 50, n.domains = 2,
+                               markers.per.domain = 5)
+  default <- SEDRSpatialPlot(sim$coords, labels = sim$domain)
+  expect_identical(default$scales$get_scales("colour")$name, "label")
+  titled <- SEDRSpatialPlot(sim$coords, labels = sim$domain, legend.title = "domain")
+  expect_identical(titled$scales$get_scales("colour")$name, "domain")
+  expect_error(SEDRSpatialPlot(sim$coords, labels = sim$domain, legend.title = 1),
+               class = "sedr_error_input", regexp = "`legend.title`")
+})
