@@ -116,6 +116,10 @@ RunSEDR.default <- function(object, coords, features = NULL, k.neighbors = 12, g
                             npcs = 200, min.spots = 50, min.counts = 10,
                             options = SEDROptions(), verbose = TRUE, ...) {
   check_dots(...)
+  if (missing(coords)) {
+    sedr_abort("is required for a matrix: a spots x 2 (or 3) numeric matrix with spot names as row names.",
+               arg = "coords")
+  }
   mode <- match_mode(mode)
   counts <- as_counts(object, coords)
   coords <- check_coords(coords)

@@ -82,7 +82,7 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
                          reduction = "sedr", col.name = "sedr_clusters", seed.use = 2023,
                          mclust.init.size = NULL, smooth = 0, init.smooth = 0.5, graph = NULL, verbose = TRUE, ...) {
   check_dots(...)
-  method <- match.arg(method)
+  method <- match_choice(method, c("mclust", "leiden", "louvain", "dec"), "method")
   if (methods::is(object, "Seurat")) {
     if (!reduction %in% SeuratObject::Reductions(object)) {
       sedr_abort(sprintf("\"%s\" is not a reduction of this object; run RunSEDR() first.", reduction), arg = "reduction")

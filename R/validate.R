@@ -36,3 +36,13 @@ check_threads <- function(n.threads, arg = "n.threads") {
   }
   n
 }
+
+# One of `choices` (the first element of a default vector), or a classed
+# error listing them; match.arg()'s own error is unclassed.
+match_choice <- function(x, choices, arg) {
+  if (identical(x, choices)) return(choices[1])
+  if (!is.character(x) || length(x) != 1 || is.na(x) || !x %in% choices) {
+    sedr_abort(sprintf("must be one of %s.", paste0("\"", choices, "\"", collapse = ", ")), arg = arg)
+  }
+  x
+}

@@ -113,6 +113,8 @@ RunSEDR(counts, coords = coords[1:10, ])                     | coords       | no
 RunSEDR(counts * -1, coords = coords)                        | object       | no
 RunSEDR(counts + 0.5, coords = coords)                       | object       | no
 RunSEDR(letters, coords = coords)                            | object       | no
+RunSEDR(counts)                                              | coords       | no
+SEDRClusters(emb, n.clusters = 3, method = 'kmeans')         | method       | no
 SEDROptions(lr = -1)                                         | lr           | no
 SEDROptions(mask.rate = 2)                                   | mask.rate    | no
 SEDROptions(dec.clusters = 1)                                | dec.clusters | no
