@@ -202,18 +202,18 @@ run_cohort <- function(counts, input, coords, sections, args, seed.use, BPPARAM,
   args$verbose <- FALSE
   # Tasks are made one at a time as the engine asks for them, so only the
   # sections in flight are copied.
-  next_task <- local({
+  tasks <- function(todo) {
     i <- 0L
     function() {
       i <<- i + 1L
-      if (i > length(names_s)) return(NULL)
-      s <- names_s[i]
+      if (i > length(todo)) return(NULL)
+      s <- todo[i]
       idx <- index[[s]]
       list(section = s, seed = seeds[[s]], coords = coords[idx, , drop = FALSE],
            counts = if (is.null(counts)) NULL else counts[, idx, drop = FALSE],
            input = if (is.null(input)) NULL else input[idx, , drop = FALSE])
     }
-  })
+  }
   # Results are collected here as they arrive (the REDUCE step runs in this
   # session), so an engine failure after some sections keeps those.
   got <- new.env(parent = emptyenv())
@@ -233,20 +233,45 @@ run_cohort <- function(counts, input, coords, sections, args, seed.use, BPPARAM,
     acc
   }
   lib <- dirname(system.file(package = "SEDR"))
-  engine_error <- tryCatch({
-    BiocParallel::bpiterate(next_task, cohort_worker, args = args, lib = lib, BPPARAM = BPPARAM,
-                            REDUCE = collect, init = NULL, reduce.in.order = FALSE)
-    NULL
-  }, error = function(e) conditionMessage(e))
+  run <- function(todo) {
+    tryCatch({
+      BiocParallel::bpiterate(tasks(todo), cohort_worker, args = args, lib = lib, BPPARAM = BPPARAM,
+                              REDUCE = collect, init = NULL, reduce.in.order = FALSE)
+      NULL
+    }, error = function(e) conditionMessage(e))
+  }
+  engine_error <- run(names_s)
+  # Errors inside a section come back as data, so an engine error means a
+  # worker died (a crash, the out-of-memory killer) or the engine itself
+  # failed, and BiocParallel then drops the sections still in flight. Those
+  # are run again one at a time, so that only the section that kills its
+  # worker is lost.
+  lost <- setdiff(names_s, ls(got))
+  why <- stats::setNames(character(0), character(0))
+  if (!is.null(engine_error) || length(lost)) {
+    for (s in lost) {
+      # bplapply, not bpiterate, and the section checked: after a worker's
+      # death BiocParallel's engines can hand back a stale result of another
+      # section (then the call is repeated, at most twice more).
+      for (attempt in 1:3) {
+        err <- tryCatch({
+          res <- BiocParallel::bplapply(list(tasks(s)()), cohort_worker, args = args, lib = lib, BPPARAM = BPPARAM)
+          if (is.list(res[[1]]) && identical(res[[1]]$section, s)) collect(NULL, res[[1]])
+          NULL
+        }, error = function(e) conditionMessage(e))
+        if (!is.null(err) || exists(s, envir = got, inherits = FALSE)) break
+      }
+      if (!exists(s, envir = got, inherits = FALSE)) {
+        why[s] <- sprintf("its worker returned no result (a crash, or killed for memory?)%s",
+                          if (is.null(err)) "" else paste0("; the engine said: ", err))
+        if (verbose) cli::cli_inform(sprintf("Section %s failed: %s", s, why[[s]]))
+      }
+    }
+  }
   results <- mget(intersect(names_s, ls(got)), envir = got)
   ok <- vapply(results, function(r) isTRUE(r$ok), logical(1))
   failed <- vapply(results[!ok], function(r) as.character(r$message %||% "unknown error")[1], character(1))
-  lost <- setdiff(names_s, names(results))
-  if (length(lost)) {
-    why <- if (is.null(engine_error)) "the worker returned no result (it may have crashed)"
-           else paste("the engine failed:", engine_error)
-    failed <- c(failed, stats::setNames(rep(why, length(lost)), lost))
-  }
+  failed <- c(failed, why)
   failed <- failed[intersect(names_s, names(failed))]
   list(results = results[ok], failed = failed, index = index, spots = spots, seeds = seeds,
        sections = names_s, elapsed = proc.time()[["elapsed"]] - t0,
@@ -335,17 +360,17 @@ cohort_fit <- function(counts, input, coords, sections, args, seed.use, group.by
   co$seed.use <- seed.use
   co$n.threads <- args$n.threads
   if (!length(co$results)) {
-    stop(sections_condition(co$failed, NULL, all = TRUE))
+    stop(sections_condition(co$failed, NULL, length(co$sections), all = TRUE))
   }
   assemble_cohort(co, split.by, key)
 }
 
 # The error (or warning) that names the failed sections.
-sections_condition <- function(failed, object, all = FALSE, warning = FALSE) {
+sections_condition <- function(failed, object, n.sections, all = FALSE, warning = FALSE) {
   lines <- sprintf("  %s: %s", names(failed), gsub("\n", " ", failed))
   msg <- sprintf("%s of %d section%s failed%s:\n%s",
-                 if (all) "All" else as.character(length(failed)), length(failed),
-                 if (length(failed) == 1) "" else "s",
+                 if (all) "All" else as.character(length(failed)), n.sections,
+                 if (n.sections == 1) "" else "s",
                  if (all) "; the object is unchanged" else
                    if (warning) "; the others are in the object" else
                      "; the others are in this condition's `object` (tryCatch(..., sedr_error_sections = function(e) e$object))",
@@ -356,13 +381,15 @@ sections_condition <- function(failed, object, all = FALSE, warning = FALSE) {
 }
 
 # Returns `object` or signals the failures of some sections, as asked.
-cohort_finish <- function(object, failed, on.error) {
+cohort_finish <- function(object, misc, on.error) {
+  failed <- misc$failed
   if (!length(failed)) return(object)
+  n <- length(misc$sections) + length(failed)
   if (on.error == "warning") {
-    warning(sections_condition(failed, NULL, warning = TRUE))
+    warning(sections_condition(failed, NULL, n, warning = TRUE))
     return(object)
   }
-  stop(sections_condition(failed, object))
+  stop(sections_condition(failed, object, n))
 }
 
 # SEDRClusters(split.by = ): each section clustered on its own, with its own

@@ -101,7 +101,7 @@ RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NU
       embeddings = co$embedding, key = reduction.key, assay = assay, misc = co$misc
     )
     object <- SeuratObject::LogSeuratCommand(object)
-    return(cohort_finish(object, co$misc$failed, on.error))
+    return(cohort_finish(object, co$misc, on.error))
   }
   res <- run_sedr(counts = counts, input = input, coords = xy, group = group, features = features,
                   k.neighbors = k.neighbors, mode = mode, epochs = epochs, dec = dec, device = device,
@@ -225,7 +225,7 @@ RunSEDR.SingleCellExperiment <- function(object, assay.type = "counts", features
     md <- S4Vectors_metadata(object)
     md$SEDR <- co$misc
     S4Vectors_metadata(object) <- md
-    return(cohort_finish(object, co$misc$failed, on.error))
+    return(cohort_finish(object, co$misc, on.error))
   }
   res <- run_sedr(counts = counts, input = input, coords = xy, group = group, features = features,
                   k.neighbors = k.neighbors, mode = mode, epochs = epochs, dec = dec, device = device,
