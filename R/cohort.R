@@ -35,7 +35,8 @@
 #' depends on nothing else (not the engine, the number of workers, the order
 #' in which sections finish, or the other sections), so with the same
 #' `seed.use` and `n.threads` every engine gives bit-identical embeddings,
-#' and a section keeps its result when sections are added to the cohort.
+#' and a section (with its spots in the same order) keeps its result when
+#' sections are added to or dropped from the cohort.
 #' `SEDRCohortSeeds()` returns them. The caller's random number stream is
 #' left as it was.
 #'
