@@ -6,7 +6,8 @@ PKGS="r-base-core r-base-dev r-cran-seurat r-cran-seuratobject r-cran-mclust
 r-cran-matrix r-cran-irlba r-cran-testthat r-cran-knitr r-cran-rmarkdown
 r-cran-cli r-cran-rlang r-cran-ggplot2 r-cran-roxygen2 r-cran-callr
 r-cran-processx r-bioc-singlecellexperiment r-bioc-summarizedexperiment
-r-bioc-biocstyle r-cran-uwot libopenblas0-pthread pandoc python3-venv"
+r-bioc-biocstyle r-cran-uwot r-bioc-biocparallel r-cran-batchtools
+libopenblas0-pthread pandoc python3-venv"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -264,3 +264,20 @@ test_that("the SingleCellExperiment method writes the cohort into reducedDim and
   expect_identical(as.character(out$sedr_clusters),
                    as.character(SEDRClusters(serial, n.clusters = 3, split.by = "sample", verbose = FALSE)$sedr_clusters))
 })
+
+test_that("the shipped Slurm template brews into a job script", {
+  skip_if_not_installed("batchtools")
+  tmpl <- system.file("batchtools", "slurm.tmpl", package = "SEDR")
+  expect_true(nzchar(tmpl))
+  reg <- suppressMessages(batchtools::makeRegistry(NA))
+  suppressMessages(batchtools::batchMap(identity, 1:2, reg = reg))
+  jc <- batchtools::makeJobCollection(1:2, reg = reg,
+                                      resources = list(walltime = 5400, memory = 4000, ncpus = 2, partition = "short"))
+  # The same brewing batchtools does before sbatch.
+  script <- readLines(batchtools:::cfBrewTemplate(reg, batchtools:::cfReadBrewTemplate(tmpl), jc))
+  expect_identical(script[1], "#!/bin/bash")
+  expect_true(all(c("#SBATCH --time=90", "#SBATCH --mem=4000M", "#SBATCH --cpus-per-task=2",
+                    "#SBATCH --partition=short", "export OMP_NUM_THREADS=2") %in% script))
+  expect_false(any(grepl("--account", script)))
+  expect_true(any(grepl(jc$uri, script, fixed = TRUE)))
+})
