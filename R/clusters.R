@@ -71,10 +71,12 @@
 #' @param verbose Report which method produced the labels.
 #' @param split.by For a `Seurat` object or `SingleCellExperiment`: a
 #'   metadata column of sections; each section is clustered on its own, with
-#'   its own spatial graph and, for `"dec"`, its own DEC assignment (as after
-#'   `RunSEDR(split.by = )`, see [SEDRCohorts]). Labels are per section:
-#'   cluster 1 of one section has nothing to do with cluster 1 of another.
-#'   Sections without an embedding (their training failed) get `NA`.
+#'   its own spatial graph and, for `"dec"`, its own DEC assignment (see
+#'   [SEDRCohorts]). Labels are per section: cluster 1 of one section has
+#'   nothing to do with cluster 1 of another. Sections without an embedding
+#'   (their training failed) get `NA`. `NULL` (default): the sections of
+#'   `RunSEDR(split.by = )` when the embedding came from such a run (one
+#'   model per section, so not one space to cluster jointly), else none.
 #' @param ... Unused; unknown arguments are an error.
 #' @return The object with the labels (a factor) added as `col.name`; for a
 #'   matrix or `sedr_result`, the factor.
@@ -90,6 +92,7 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
                          split.by = NULL, ...) {
   check_dots(...)
   method <- match.arg(method)
+  split.by <- split.by %||% cohort_split_by(object, reduction)
   if (!is.null(split.by)) {
     # Each section on its own (cohort.R), with the other arguments as given.
     given <- setdiff(names(match.call())[-1], c("object", "split.by", "reduction", "col.name", "graph", "verbose", ""))

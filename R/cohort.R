@@ -130,6 +130,9 @@ cohort_sections <- function(md, split.by, where = "meta.data") {
   }
   s <- droplevels(as.factor(s))
   if (nlevels(s) < 1) sedr_abort(sprintf("column \"%s\" is empty.", split.by), arg = "split.by")
+  if (any(levels(s) == "")) {
+    sedr_abort(sprintf("column \"%s\" has an empty section name; name every section.", split.by), arg = "split.by")
+  }
   s
 }
 
@@ -223,7 +226,7 @@ run_cohort <- function(counts, input, coords, sections, args, seed.use, BPPARAM,
     if (is.na(s) || !s %in% names_s) return(acc)
     assign(s, res, envir = got)
     if (verbose) {
-      done <- length(ls(got))
+      done <- length(ls(got, all.names = TRUE))
       cli::cli_inform(if (isTRUE(res$ok)) {
         sprintf("Section %s (%d/%d): %d spots in %.1f s.", s, done, length(names_s),
                 length(index[[s]]), res$elapsed)
@@ -247,7 +250,7 @@ run_cohort <- function(counts, input, coords, sections, args, seed.use, BPPARAM,
   # failed, and BiocParallel then drops the sections still in flight. Those
   # are run again one at a time, so that only the section that kills its
   # worker is lost.
-  lost <- setdiff(names_s, ls(got))
+  lost <- setdiff(names_s, ls(got, all.names = TRUE))
   why <- stats::setNames(character(0), character(0))
   if (!is.null(engine_error) || length(lost)) {
     for (s in lost) {
@@ -269,7 +272,7 @@ run_cohort <- function(counts, input, coords, sections, args, seed.use, BPPARAM,
       }
     }
   }
-  results <- mget(intersect(names_s, ls(got)), envir = got)
+  results <- mget(intersect(names_s, ls(got, all.names = TRUE)), envir = got)
   ok <- vapply(results, function(r) isTRUE(r$ok), logical(1))
   failed <- vapply(results[!ok], function(r) as.character(r$message %||% "unknown error")[1], character(1))
   failed <- c(failed, why)
@@ -455,4 +458,17 @@ cluster_split <- function(object, split.by, reduction, col.name, args, verbose) 
     SummarizedExperiment::colData(object)[[col.name]] <- labels
   }
   object
+}
+
+# The metadata column of sections when `reduction` came from
+# RunSEDR(split.by = ), else NULL: independent models' embeddings are not in
+# one space, so SEDRClusters() clusters them per section by default.
+cohort_split_by <- function(object, reduction) {
+  misc <- if (methods::is(object, "Seurat")) {
+    if (reduction %in% SeuratObject::Reductions(object)) SeuratObject::Misc(object[[reduction]])
+  } else if (methods::is(object, "SingleCellExperiment")) {
+    rd <- if (reduction == "sedr") "SEDR" else reduction
+    if (rd %in% SingleCellExperiment::reducedDimNames(object)) S4Vectors_metadata(object)$SEDR
+  }
+  if (is.list(misc) && is.character(misc$split.by) && !is.null(misc$sections)) misc$split.by else NULL
 }

@@ -112,7 +112,9 @@ test_that("SEDRClusters(split.by) clusters each section with its own graph", {
     k <- obj$sample == s
     expect_gt(mclust::adjustedRandIndex(lab[k], obj$domain[k]), 0.5)
   }
-  dec <- SEDRClusters(serial, method = "dec", split.by = "sample", verbose = FALSE)
+  # Without split.by, the reduction's own sections.
+  expect_identical(SEDRClusters(serial, n.clusters = 3, verbose = FALSE)$sedr_clusters, lab)
+  dec <- SEDRClusters(serial, method = "dec", verbose = FALSE)
   q <- misc$sections$slideC$dec.q
   expect_identical(as.character(dec$sedr_clusters[rownames(q)]), as.character(max.col(q, ties.method = "first")))
 })
@@ -228,6 +230,10 @@ test_that("bad split.by, BPPARAM and related arguments are classed errors", {
   na$sample[1] <- NA
   err <- tryCatch(run_cohort_tiny(na), error = identity)
   expect_s3_class(err, "sedr_error_input")
+  expect_identical(err$arg, "split.by")
+  odd <- obj
+  odd$sample[odd$sample == "slideA"] <- ""
+  err <- tryCatch(run_cohort_tiny(odd), error = identity)
   expect_identical(err$arg, "split.by")
   err <- tryCatch(SEDRClusters(serial, n.clusters = 3, split.by = "nope"), error = identity)
   expect_identical(err$arg, "split.by")
