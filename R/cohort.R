@@ -253,7 +253,14 @@ run_cohort <- function(counts, input, coords, sections, args, seed.use, BPPARAM,
   lost <- setdiff(names_s, ls(got, all.names = TRUE))
   why <- stats::setNames(character(0), character(0))
   if (!is.null(engine_error) || length(lost)) {
+    engine_failures <- 0L
     for (s in lost) {
+      # An engine that fails twice without ever returning a section (e.g. a
+      # scheduler that cannot be reached) is not tried for every section.
+      if (engine_failures >= 2L && !length(ls(got, all.names = TRUE))) {
+        why[s] <- sprintf("not run: the engine failed (%s)", err %||% engine_error %||% "no result came back")
+        next
+      }
       # bplapply, not bpiterate, and the section checked: after a worker's
       # death BiocParallel's engines can hand back a stale result of another
       # section (then the call is repeated, at most twice more).
@@ -265,8 +272,9 @@ run_cohort <- function(counts, input, coords, sections, args, seed.use, BPPARAM,
         }, error = function(e) conditionMessage(e))
         if (!is.null(err) || exists(s, envir = got, inherits = FALSE)) break
       }
+      if (!is.null(err)) engine_failures <- engine_failures + 1L
       if (!exists(s, envir = got, inherits = FALSE)) {
-        why[s] <- sprintf("its worker returned no result (a crash, or killed for memory?)%s",
+        why[s] <- sprintf("no result came back from its worker (it crashed or was killed, e.g. for memory, or the engine failed)%s",
                           if (is.null(err)) "" else paste0("; the engine said: ", err))
         if (verbose) cli::cli_inform(sprintf("Section %s failed: %s", s, why[[s]]))
       }

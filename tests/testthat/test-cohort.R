@@ -190,7 +190,7 @@ test_that("a worker that dies loses only its own section", {
   err <- suppressWarnings(expect_error(run_cohort_tiny(obj, BPPARAM = BiocParallel::MulticoreParam(2)),
                                        class = "sedr_error_sections"))
   expect_identical(names(err$failed), "slideB")
-  expect_match(err$failed[["slideB"]], "no result")
+  expect_match(err$failed[["slideB"]], "no result came back")
   keep <- obj$sample != "slideB"
   expect_identical(SeuratObject::Embeddings(err$object, "sedr")[keep, ], emb[keep, ])
 })
