@@ -119,6 +119,22 @@ test_that("SEDRClusters(split.by) clusters each section with its own graph", {
   expect_identical(as.character(dec$sedr_clusters[rownames(q)]), as.character(max.col(q, ties.method = "first")))
 })
 
+test_that("an existing reduction is split by section too", {
+  o <- obj
+  pcs <- matrix(stats::rnorm(ncol(o) * 10), ncol(o), 10, dimnames = list(colnames(o), paste0("PC_", 1:10)))
+  o[["pca"]] <- SeuratObject::CreateDimReducObject(pcs, key = "PC_", assay = "Spatial")
+  out <- run_cohort_tiny(o, reduction = "pca", BPPARAM = BiocParallel::SerialParam())
+  e <- SeuratObject::Embeddings(out, "sedr")
+  expect_identical(rownames(e), colnames(o))
+  rec <- SeuratObject::Misc(out[["sedr"]])$sections$slideC
+  expect_identical(rec$params$input, "reduction")
+  # Section slideC alone: the object cut to its spots, the same reduction rows.
+  spots <- colnames(o)[o$sample == "slideC"]
+  args <- utils::modifyList(cohort_args, list(seed.use = SEDRCohortSeeds(42, "slideC")[[1]]))
+  alone <- do.call(RunSEDR, c(list(o[, spots], reduction = "pca", coords = c("x", "y"), options = cohort_opts()), args))
+  expect_identical(e[spots, ], SeuratObject::Embeddings(alone, "sedr"))
+})
+
 test_that("one progress line per finished section", {
   msgs <- character()
   withCallingHandlers(run_cohort_tiny(obj, verbose = TRUE, epochs = 5),
