@@ -29,9 +29,14 @@
 #' **Reproducibility.** `seed.use` (default 42) seeds R's generator, from
 #' which one integer seed is drawn for everything in the Rust core (weights,
 #' masks, dropout, negative edges, k-means). On the CPU the same seed and
-#' `n.threads` give an identical embedding; on CUDA results may differ in the
-#' last digits. `seed.use = NULL` leaves R's generator alone (Seurat's
-#' convention).
+#' the same `n.threads` give an identical embedding, on any machine; a
+#' different thread count changes the order of floating-point sums and so
+#' the last digits, which training can amplify. That is why the default is
+#' one thread (at DLPFC size two threads save about 10 % of the training
+#' time; `bench/README.md`), and why the thread count used is stored with
+#' the result (`params$n.threads`). On CUDA results may differ in the last
+#' digits. `seed.use = NULL` leaves R's generator alone (Seurat's
+#' convention); other values must be whole numbers in R's integer range.
 #'
 #' @param object A `Seurat` object, a `SingleCellExperiment` (or
 #'   `SpatialExperiment`), or a matrix (`default` method).
@@ -95,7 +100,10 @@ RunSEDR <- function(object, ...) {
 #'   `group.by` is given, as in the reference's integration recipe.
 #' @param device `"auto"` (CUDA when available), `"cpu"`, `"cuda"` or `"cuda:N"`.
 #' @param n.threads CPU threads for libtorch and the neighbour search (1).
-#' @param seed.use Random seed (42); `NULL` does not set one.
+#'   More than the machine's cores is capped at the core count, with a
+#'   warning of class `sedr_warning_threads`.
+#' @param seed.use Random seed (42), a whole number in R's integer range;
+#'   `NULL` does not set one.
 #' @param n.hvg Number of highly variable genes (2000).
 #' @param npcs Principal components fed to the model (200).
 #' @param min.spots,min.counts Gene filter of the recipe (50 spots, 10 counts).
@@ -108,6 +116,10 @@ RunSEDR.default <- function(object, coords, features = NULL, k.neighbors = 12, g
                             npcs = 200, min.spots = 50, min.counts = 10,
                             options = SEDROptions(), verbose = TRUE, ...) {
   check_dots(...)
+  if (missing(coords)) {
+    sedr_abort("is required for a matrix: a spots x 2 (or 3) numeric matrix with spot names as row names.",
+               arg = "coords")
+  }
   mode <- match_mode(mode)
   counts <- as_counts(object, coords)
   coords <- check_coords(coords)
@@ -231,19 +243,15 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   tic <- function() proc.time()[["elapsed"]]
   say <- function(...) if (verbose) cli::cli_inform(sprintf(...))
   if (!inherits(options, "sedr_options")) sedr_abort("must be made by SEDROptions().", arg = "options")
-  n.threads <- check_count(n.threads, "n.threads", min = 1)
+  n.threads <- check_threads(n.threads)
   k.neighbors <- check_count(k.neighbors, "k.neighbors", min = 1)
   device <- check_device(device)
   if (is.null(dec)) dec <- is.null(group) && mode == "clustering"
   if (!isTRUE(dec) && !isFALSE(dec)) sedr_abort("must be TRUE, FALSE or NULL.", arg = "dec")
   epochs <- check_count(epochs %||% default_epochs(mode), "epochs", min = 1)
   options$dec.epochs <- options$dec.epochs %||% default_epochs(mode)
-  if (!is.null(seed.use)) {
-    if (!is.numeric(seed.use) || length(seed.use) != 1 || !is.finite(seed.use)) {
-      sedr_abort("must be one number or NULL.", arg = "seed.use")
-    }
-    set.seed(seed.use)
-  }
+  seed.use <- check_seed(seed.use)
+  if (!is.null(seed.use)) set.seed(seed.use)
   seed <- sample.int(.Machine$integer.max, 1)
   spots <- if (!is.null(input)) rownames(input) else colnames(counts)
   n <- length(spots)

@@ -91,7 +91,7 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
                          mclust.init.size = NULL, smooth = 0, init.smooth = 0.5, graph = NULL, verbose = TRUE,
                          split.by = NULL, ...) {
   check_dots(...)
-  method <- match.arg(method)
+  method <- match_choice(method, c("mclust", "leiden", "louvain", "dec"), "method")
   split.by <- split.by %||% cohort_split_by(object, reduction)
   if (!is.null(split.by)) {
     # Each section on its own (cohort.R), with the other arguments as given.
@@ -134,6 +134,7 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
     mclust.init.size <- check_count(mclust.init.size, "mclust.init.size", min = n.clusters)
   }
   smooth <- check_count(smooth, "smooth", min = 0)
+  seed.use <- check_seed(seed.use)
   if (!is.numeric(init.smooth) || length(init.smooth) != 1 || is.na(init.smooth) || init.smooth < 0 || init.smooth > 1) {
     sedr_abort("must be one number in [0, 1] (0: mclust's start on the embedding itself).", arg = "init.smooth")
   }

@@ -88,16 +88,14 @@ NULL
 #' The seed each section is trained with by `RunSEDR(split.by = )`; see
 #' [SEDRCohorts] for the rule.
 #'
-#' @param seed.use The cohort's seed (one finite number).
+#' @param seed.use The cohort's seed (a whole number, as for [RunSEDR()]).
 #' @param sections Section names.
 #' @return An integer vector named by section.
 #' @export
 #' @examples
 #' SEDRCohortSeeds(42, c("slide1", "slide2"))
 SEDRCohortSeeds <- function(seed.use, sections) {
-  if (!is.numeric(seed.use) || length(seed.use) != 1 || !is.finite(seed.use)) {
-    sedr_abort("must be one finite number (each section's seed is derived from it).", arg = "seed.use")
-  }
+  seed.use <- check_seed(seed.use, null.ok = FALSE)
   sections <- as.character(sections)
   seeds <- vapply(sections, function(s) {
     as.integer(fnv1a32(paste0(as.character(seed.use), "/", s)) %% 2147483647)
@@ -184,8 +182,8 @@ check_oversubscription <- function(BPPARAM, n.threads) {
   local <- methods::is(BPPARAM, "MulticoreParam") || methods::is(BPPARAM, "SnowParam")
   if (!local) return(invisible())
   workers <- BiocParallel::bpnworkers(BPPARAM)
-  cores <- parallel::detectCores()
-  if (is.numeric(workers) && !is.na(cores) && workers * n.threads > cores) {
+  cores <- available_cores()
+  if (is.numeric(workers) && workers * n.threads > cores) {
     sedr_warn(sprintf("%d workers x %d threads (n.threads) exceed the %d cores of this machine; use n.threads = %d or fewer workers.",
                       workers, n.threads, cores, max(1L, cores %/% workers)), kind = "threads")
   }
@@ -472,6 +470,7 @@ cluster_split <- function(object, split.by, reduction, col.name, args, verbose) 
 # RunSEDR(split.by = ), else NULL: independent models' embeddings are not in
 # one space, so SEDRClusters() clusters them per section by default.
 cohort_split_by <- function(object, reduction) {
+  if (!is.character(reduction) || length(reduction) != 1 || is.na(reduction)) return(NULL)
   misc <- if (methods::is(object, "Seurat")) {
     if (reduction %in% SeuratObject::Reductions(object)) SeuratObject::Misc(object[[reduction]])
   } else if (methods::is(object, "SingleCellExperiment")) {

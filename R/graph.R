@@ -40,7 +40,7 @@ BuildSpatialGraph <- function(coords, k.neighbors = 12, radius = NULL, group = N
   }
   group_int <- check_group(group, n)
   if (is.null(radius)) check_section_sizes(group_int, n, k)
-  n.threads <- check_count(n.threads, "n.threads", min = 1)
+  n.threads <- check_threads(n.threads)
   res <- unwrap_rust(.Call(
     wrap__sedr_build_graph, as.double(coords), as.integer(n), as.integer(ncol(coords)),
     as.integer(k), if (is.null(radius)) -1 else as.double(radius), group_int, n.threads
@@ -84,9 +84,9 @@ check_coords <- function(coords, arg = "coords") {
   coords
 }
 
-check_count <- function(x, arg, min = 0, max = Inf) {
+check_count <- function(x, arg, min = 0, max = .Machine$integer.max) {
   if (!is.numeric(x) || length(x) != 1 || is.na(x) || x != round(x) || x < min || x > max) {
-    range <- if (is.finite(max)) sprintf("between %g and %g", min, max) else sprintf(">= %g", min)
+    range <- if (max < .Machine$integer.max) sprintf("between %g and %g", min, max) else sprintf(">= %g", min)
     sedr_abort(sprintf("must be one whole number %s.", range), arg = arg)
   }
   as.integer(x)

@@ -40,7 +40,7 @@ ComputeLISI <- function(embedding, labels, perplexity = 30, n.threads = 1) {
   codes <- lapply(labels, function(l) as.integer(factor(l)) - 1L)
   res <- unwrap_rust(.Call(
     wrap__sedr_lisi, as.double(embedding), nrow(embedding), ncol(embedding), codes,
-    as.double(perplexity), check_count(n.threads, "n.threads", min = 1)
+    as.double(perplexity), check_threads(n.threads)
   ))
   out <- as.data.frame(stats::setNames(res, names(labels)))
   rownames(out) <- rownames(embedding)

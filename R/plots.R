@@ -31,6 +31,8 @@
 #' @param palette Optional vector of colours, at least one per label (named
 #'   vectors are matched to label values). Defaults to a fixed 20-colour
 #'   palette.
+#' @param legend.title Title of the colour legend. By default the column the
+#'   labels came from (`group.by`), or `"label"` for labels given directly.
 #'
 #' @return A ggplot object.
 #'
@@ -42,8 +44,10 @@
 #' SEDRSpatialPlot(sim, palette = c("grey70", "steelblue", "darkorange"))
 #' @export
 SEDRSpatialPlot <- function(object, group.by = "sedr_clusters", coords = NULL,
-                            labels = NULL, pt.size = NULL, palette = NULL) {
+                            labels = NULL, pt.size = NULL, palette = NULL,
+                            legend.title = NULL) {
   .check_string(group.by, "group.by", "a single column name, e.g. \"sedr_clusters\"")
+  if (!is.null(legend.title)) .check_string(legend.title, "legend.title", "a single string, e.g. \"domain\"")
   spot_data <- .spatial_plot_data(object, group.by, coords, labels)
   pt.size <- .point_size(pt.size, nrow(spot_data))
 
@@ -58,7 +62,7 @@ SEDRSpatialPlot <- function(object, group.by = "sedr_clusters", coords = NULL,
     ggplot2::geom_point(size = pt.size, stroke = 0) +
     ggplot2::scale_colour_manual(values = colours, na.value = "grey80",
                                  drop = FALSE,
-                                 name = attr(spot_data, "title")) +
+                                 name = legend.title %||% attr(spot_data, "title")) +
     ggplot2::scale_y_reverse() +
     ggplot2::coord_fixed() +
     ggplot2::guides(
@@ -498,11 +502,10 @@ SEDRGenePlot <- function(object, feature, assay = NULL,
   out
 }
 
-# Tissue coordinates of a Seurat object's first image, as a data frame.
+# Tissue coordinates of every image of a Seurat object.
 .seurat_tissue_coords <- function(object) {
-  res <- tryCatch(SeuratObject::GetTissueCoordinates(object),
-                  error = function(e) NULL)
-  if (is.null(res) || !NROW(res)) {
+  res <- seurat_image_coords(object)
+  if (is.null(res)) {
     sedr_abort(paste0("not found: the object has no metadata columns x and y ",
                       "and no image with tissue coordinates; pass `coords` ",
                       "(one row per spot)."), arg = "coords")
@@ -622,16 +625,6 @@ SEDRGenePlot <- function(object, feature, assay = NULL,
     .seurat_tissue_coords(object)
 }
 
-# The `data` of a Seurat assay (SeuratObject 4 and 5), genes x spots.
-.seurat_data <- function(object, assay) {
-  if (utils::packageVersion("SeuratObject") >= "5.0.0") {
-    getExportedValue("SeuratObject", "LayerData")(object, assay = assay,
-                                                  layer = "data")
-  } else {
-    SeuratObject::GetAssayData(object, slot = "data", assay = assay)
-  }
-}
-
 # The embedding (or a stored UMAP) and labels for SEDRUmapPlot():
 # list(embedding, umap, labels, title); `umap` is NULL unless
 # `umap.reduction` is given, and then `embedding` is NULL.
@@ -717,7 +710,7 @@ SEDRGenePlot <- function(object, feature, assay = NULL,
       no_denoised(sprintf(" (no assay \"%s\"; it has: %s)", denoised.assay,
                           paste(have, collapse = ", ")))
     }
-    den <- .seurat_data(object, denoised.assay)
+    den <- seurat_layer(object, denoised.assay, "data")
     .check_denoised_feature(feature, rownames(den))
     denoised <- stats::setNames(as.numeric(den[feature, ]), colnames(den))
     assay <- assay %||% SeuratObject::DefaultAssay(object)

@@ -1,26 +1,92 @@
 # Seurat (SeuratObject 4 and 5) and SingleCellExperiment methods. The
-# version differences (slot = vs layer =) live in get_counts() only.
+# version differences (slot = vs layer =, Assay vs Assay5) live in the
+# seurat_* helpers below only.
 
-get_counts <- function(object, assay) {
-  if (utils::packageVersion("SeuratObject") >= "5.0.0") {
-    # Looked up at run time: these functions do not exist in SeuratObject 4.
-    v5 <- function(f) getExportedValue("SeuratObject", f)
-    layers <- v5("Layers")(object[[assay]], search = "counts")
-    if (length(layers) > 1) object[[assay]] <- v5("JoinLayers")(object[[assay]], layers = "counts")
-    v5("LayerData")(object, assay = assay, layer = "counts")
+# TRUE on SeuratObject >= 5 (layers, Assay5), FALSE on SeuratObject 4.
+seurat_v5 <- function() utils::packageVersion("SeuratObject") >= "5.0.0"
+
+# A SeuratObject 5 function, looked up at run time: these do not exist in
+# SeuratObject 4, so naming them with :: would fail there.
+so5 <- function(f) getExportedValue("SeuratObject", f)
+
+# One layer ("counts", "data") of an assay as genes x spots. On SeuratObject
+# 5, a layer split by sample ("counts.A", "counts.B") is joined on a copy;
+# the user's object is not changed.
+seurat_layer <- function(object, assay, layer) {
+  if (seurat_v5()) {
+    layers <- so5("Layers")(object[[assay]], search = layer)
+    if (!length(layers)) {
+      sedr_abort(sprintf("\"%s\" has no \"%s\" layer.", assay, layer), arg = "assay")
+    }
+    if (length(layers) > 1) object[[assay]] <- so5("JoinLayers")(object[[assay]], layers = layer)
+    m <- so5("LayerData")(object, assay = assay, layer = layer)
+    # Joined layers are bound section by section: put the spots back in the
+    # object's order, which the coordinates and groups follow.
+    spots <- colnames(object)
+    if (!identical(colnames(m), spots) && all(spots %in% colnames(m))) m <- m[, spots, drop = FALSE]
+    m
   } else {
-    SeuratObject::GetAssayData(object, slot = "counts", assay = assay)
+    SeuratObject::GetAssayData(object, slot = layer, assay = assay)
   }
+}
+
+get_counts <- function(object, assay) seurat_layer(object, assay, "counts")
+
+# The denoised expression as an assay: an Assay5 with `data` and
+# `scale.data` layers on SeuratObject 5, a v3 Assay on SeuratObject 4.
+# `expr` and `scaled` are genes x spots.
+denoised_assay <- function(expr, scaled) {
+  data <- methods::as(expr, "CsparseMatrix")
+  if (seurat_v5()) {
+    assay <- so5("CreateAssay5Object")(data = data)
+    assay <- so5("LayerData<-")(assay, layer = "scale.data", value = scaled)
+    # No nCount_/nFeature_ columns for denoised values (SeuratObject would
+    # look for a counts layer and warn that there is none).
+    misc <- methods::slot(assay, "misc")
+    misc$calcN <- FALSE
+    methods::slot(assay, "misc") <- misc
+  } else {
+    assay <- SeuratObject::CreateAssayObject(data = data)
+    assay <- SeuratObject::SetAssayData(assay, slot = "scale.data", new.data = scaled)
+  }
+  SeuratObject::VariableFeatures(assay) <- rownames(expr)
+  assay
+}
+
+# Spot coordinates from every image / FOV of the object, bound by rows
+# (spots x 2, spot names as row names); NULL when there is no image. Visium
+# images name their spots in the row names, FOVs in a `cell` column; a
+# segmentation gives several vertices per cell, which are averaged.
+seurat_image_coords <- function(object) {
+  images <- SeuratObject::Images(object)
+  if (!length(images)) return(NULL)
+  parts <- lapply(images, function(img) {
+    xy <- tryCatch(SeuratObject::GetTissueCoordinates(object[[img]]), error = function(e) NULL)
+    if (is.null(xy) || !NROW(xy)) return(NULL)
+    xy <- as.data.frame(xy)
+    spots <- if ("cell" %in% colnames(xy)) as.character(xy$cell) else rownames(xy)
+    num <- xy[, vapply(xy, is.numeric, logical(1)), drop = FALSE]
+    if (ncol(num) < 2) return(NULL)
+    m <- as.matrix(num[, 1:2])
+    if (anyDuplicated(spots)) {
+      m <- rowsum(m, spots, reorder = FALSE) / as.vector(table(spots)[unique(spots)])
+      spots <- rownames(m)
+    }
+    rownames(m) <- spots
+    m
+  })
+  parts <- parts[!vapply(parts, is.null, logical(1))]
+  if (!length(parts)) return(NULL)
+  xy <- do.call(rbind, parts)
+  colnames(xy) <- c("x", "y")
+  xy[!duplicated(rownames(xy)), , drop = FALSE]
 }
 
 seurat_coords <- function(object, coords, arg = "coords") {
   md <- object[[]]
   if (is.null(coords)) {
-    if (length(SeuratObject::Images(object))) {
-      xy <- SeuratObject::GetTissueCoordinates(object)
-      xy <- as.matrix(xy[, vapply(xy, is.numeric, logical(1)), drop = FALSE][, 1:2])
-      return(xy)
-    }
+    xy <- seurat_image_coords(object)
+    if (!is.null(xy)) return(xy)
     if (all(c("x", "y") %in% colnames(md))) coords <- c("x", "y")
     else sedr_abort("is NULL, and the object has no image and no meta.data columns `x` and `y`; pass coords = c(\"<x column>\", \"<y column>\") or a matrix.",
                     arg = arg)
@@ -117,11 +183,7 @@ RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NU
     embeddings = emb, key = reduction.key, assay = assay, misc = misc
   )
   if (!is.null(res$denoised)) {
-    expr <- t(res$denoised$expression)
-    new_assay <- SeuratObject::CreateAssayObject(data = methods::as(expr, "CsparseMatrix"))
-    new_assay <- SeuratObject::SetAssayData(new_assay, slot = "scale.data", new.data = t(res$denoised$scaled))
-    SeuratObject::VariableFeatures(new_assay) <- rownames(expr)
-    object[[assay.name]] <- new_assay
+    object[[assay.name]] <- denoised_assay(t(res$denoised$expression), t(res$denoised$scaled))
   }
   object <- SeuratObject::LogSeuratCommand(object)
   object

@@ -30,8 +30,8 @@ if (!nzchar(dir)) {
   min_spots <- 50
 } else {
   obj <- Seurat::Load10X_Spatial(dir)
-  counts <- SeuratObject::GetAssayData(obj, slot = "counts")
-  coords <- as.matrix(SeuratObject::GetTissueCoordinates(obj)[, 1:2])
+  counts <- SEDR:::get_counts(obj, SeuratObject::DefaultAssay(obj))
+  coords <- SEDR:::seurat_image_coords(obj)
   truth <- NULL; n_domains <- 7
   what <- sprintf("10x Visium folder %s (%d spots)", dir, ncol(counts))
   min_spots <- 50
@@ -56,6 +56,13 @@ if (!is.null(truth)) {
 }
 dir.create("out", showWarnings = FALSE)
 png_file <- file.path("out", "demo_domains.png")
-p <- SEDRSpatialPlot(coords, labels = domains, pt.size = 1.6) + ggplot2::ggtitle("SEDR spatial domains", subtitle = what)
+# Spots drawn as large as the lattice spacing allows on this figure: the
+# panel is about 5 inches across, and a point of size s is about 2 s points wide.
+nearest <- Matrix::summary(BuildSpatialGraph(coords, k.neighbors = 1))
+spacing <- stats::median(sqrt(rowSums((coords[nearest$i, 1:2] - coords[nearest$j, 1:2])^2)))
+span <- max(diff(range(coords[, 1])), diff(range(coords[, 2])))
+pt_size <- 0.5 * (5 * 72) * spacing / (span + spacing)
+p <- SEDRSpatialPlot(coords, labels = domains, pt.size = pt_size, legend.title = "domain") +
+  ggplot2::ggtitle("SEDR spatial domains", subtitle = what)
 ggplot2::ggsave(png_file, p, width = 7, height = 6, dpi = 100)
 cat(sprintf("[demo] wrote %s\n", png_file))

@@ -233,7 +233,7 @@ test_that("Seurat: imputation adds a denoised assay and keeps the default assay"
   out <- run_tiny(obj, mode = "imputation", epochs = 10)
   expect_true("SEDR" %in% SeuratObject::Assays(out))
   expect_identical(SeuratObject::DefaultAssay(out), "Spatial")
-  dat <- SeuratObject::GetAssayData(out, slot = "data", assay = "SEDR")
+  dat <- SEDR:::seurat_layer(out, "SEDR", "data")
   expect_identical(colnames(dat), colnames(obj))
   vf <- SeuratObject::VariableFeatures(out[["SEDR"]])
   expect_length(vf, 100)
@@ -243,7 +243,7 @@ test_that("Seurat: imputation adds a denoised assay and keeps the default assay"
   expect_false(anyNA(as.matrix(dat)))
   expect_true(all(dat >= 0))
   expect_gt(sum(dat), 0)
-  sc <- SeuratObject::GetAssayData(out, slot = "scale.data", assay = "SEDR")
+  sc <- SEDR:::seurat_layer(out, "SEDR", "scale.data")
   expect_equal(dim(sc), dim(dat))
   expect_true(all(is.finite(sc)))
   p <- SeuratObject::Misc(out[["sedr"]])$params
@@ -256,8 +256,8 @@ test_that("Seurat: imputation adds a denoised assay and keeps the default assay"
   r <- vapply(vf, function(g) suppressWarnings(stats::cor(cpm[g, ], as.numeric(dat[g, ]))), numeric(1))
   expect_gt(mean(r > 0, na.rm = TRUE), 0.5)
   # The original counts assay is untouched.
-  expect_identical(SeuratObject::GetAssayData(out, slot = "counts", assay = "Spatial"),
-                   SeuratObject::GetAssayData(obj, slot = "counts", assay = "Spatial"))
+  expect_identical(SEDR:::seurat_layer(out, "Spatial", "counts"),
+                   SEDR:::seurat_layer(obj, "Spatial", "counts"))
   # assay.name is honoured.
   out2 <- run_tiny(obj, mode = "imputation", epochs = 10, assay.name = "denoised")
   expect_true("denoised" %in% SeuratObject::Assays(out2))

@@ -148,7 +148,7 @@ umap_blobs <- function(n = 30) {
 }
 
 test_that("SEDRUmapPlot draws a seeded UMAP of an embedding matrix", {
-  skip_if_not_installed("uwot")
+  skip_if_umap_unavailable()
   b <- umap_blobs()
   p <- SEDRUmapPlot(b$emb, labels = b$labels)
   expect_s3_class(p, "ggplot")
@@ -179,7 +179,7 @@ test_that("SEDRUmapPlot draws a seeded UMAP of an embedding matrix", {
 })
 
 test_that("SEDRUmapPlot uses dims, passes ... to uwot and matches labels by name", {
-  skip_if_not_installed("uwot")
+  skip_if_umap_unavailable()
   b <- umap_blobs(10)
   p <- SEDRUmapPlot(b$emb, labels = b$labels, dims = 1:2, n.neighbors = 5,
                     min.dist = 0.1, seed.use = 1, n_epochs = 20)
@@ -197,7 +197,7 @@ test_that("SEDRUmapPlot uses dims, passes ... to uwot and matches labels by name
 })
 
 test_that("SEDRUmapPlot reads sedr_result, Seurat and SingleCellExperiment objects", {
-  skip_if_not_installed("uwot")
+  skip_if_umap_unavailable()
   b <- umap_blobs(10)
   res <- structure(list(embedding = b$emb), class = "sedr_result")
   p_res <- SEDRUmapPlot(res, labels = b$labels)
@@ -250,7 +250,7 @@ test_that("SEDRUmapPlot reads sedr_result, Seurat and SingleCellExperiment objec
 })
 
 test_that("SEDRUmapPlot validates its inputs", {
-  skip_if_not_installed("uwot")
+  skip_if_umap_unavailable()
   b <- umap_blobs(10)
   expect_error(SEDRUmapPlot(list(1)), "`object`", class = "sedr_error_input")
   expect_error(SEDRUmapPlot(b$emb, labels = b$labels[1:5]), "`labels`",
@@ -287,8 +287,7 @@ sim_cpm <- function(sim) {
 seurat_with_denoised <- function(sim) {
   obj <- SimulationToSeurat(sim)
   den <- (sim_cpm(sim)[1:10, ] + 1000) / 2
-  obj[["SEDR"]] <- SeuratObject::CreateAssayObject(
-    data = methods::as(den, "CsparseMatrix"))
+  obj[["SEDR"]] <- SEDR:::denoised_assay(den, den)
   list(obj = obj, den = den)
 }
 
@@ -396,4 +395,15 @@ test_that("SEDRGenePlot works on a SingleCellExperiment", {
   expect_equal(p[[2]]$data$y, unname(sim$coords[, "y"]))
   expect_error(SEDRGenePlot(sce, "Gene7", assay = "logcounts"), "`assay`",
                class = "sedr_error_input")
+})
+
+test_that("SEDRSpatialPlot's legend.title names the legend", {
+  sim <- SimulateSpatialTissue(n.rows = 8, n.cols = 8, n.genes = 50, n.domains = 2,
+                               markers.per.domain = 5)
+  default <- SEDRSpatialPlot(sim$coords, labels = sim$domain)
+  expect_identical(default$scales$get_scales("colour")$name, "label")
+  titled <- SEDRSpatialPlot(sim$coords, labels = sim$domain, legend.title = "domain")
+  expect_identical(titled$scales$get_scales("colour")$name, "domain")
+  expect_error(SEDRSpatialPlot(sim$coords, labels = sim$domain, legend.title = 1),
+               class = "sedr_error_input", regexp = "`legend.title`")
 })

@@ -168,7 +168,7 @@ test_that("SimulationToSeurat builds a Seurat object with coordinates", {
   expect_equal(meta$x, unname(sim$coords[, "x"]))
   expect_equal(meta$y, unname(sim$coords[, "y"]))
   expect_equal(as.character(meta$domain), as.character(sim$domain))
-  cnt <- SeuratObject::GetAssayData(obj, slot = "counts", assay = "Spatial")
+  cnt <- SEDR:::seurat_layer(obj, "Spatial", "counts")
   expect_equal(unname(as.matrix(cnt)), unname(as.matrix(sim$counts)))
   expect_equal(colnames(obj), colnames(sim$counts))
 
