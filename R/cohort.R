@@ -243,6 +243,7 @@ run_cohort <- function(counts, input, coords, sections, args, seed.use, BPPARAM,
     }, error = function(e) conditionMessage(e))
   }
   engine_error <- run(names_s)
+  if (!is.null(engine_error)) reset_multicore(BPPARAM)
   # Errors inside a section come back as data, so an engine error means a
   # worker died (a crash, the out-of-memory killer) or the engine itself
   # failed, and BiocParallel then drops the sections still in flight. Those
@@ -268,6 +269,7 @@ run_cohort <- function(counts, input, coords, sections, args, seed.use, BPPARAM,
           if (is.list(res[[1]]) && identical(res[[1]]$section, s)) collect(NULL, res[[1]])
           NULL
         }, error = function(e) conditionMessage(e))
+        if (!is.null(err)) reset_multicore(BPPARAM)
         if (!is.null(err) || exists(s, envir = got, inherits = FALSE)) break
       }
       if (!is.null(err)) engine_failures <- engine_failures + 1L
@@ -286,6 +288,18 @@ run_cohort <- function(counts, input, coords, sections, args, seed.use, BPPARAM,
   list(results = results[ok], failed = failed, index = index, spots = spots, seeds = seeds,
        sections = names_s, elapsed = proc.time()[["elapsed"]] - t0,
        engine = class(BPPARAM)[1], workers = BiocParallel::bpnworkers(BPPARAM))
+}
+
+# After a forked worker dies, BiocParallel's MulticoreParam stops with an
+# error while the other workers may still be training; their results (or
+# NULL, if they are killed) would then arrive in the next call on this
+# engine, which fails in turn ("wrong args for environment subassignment").
+# Waiting for those orphaned children (at most one section's training) and
+# discarding what they return makes the next call start clean.
+reset_multicore <- function(BPPARAM) {
+  if (!methods::is(BPPARAM, "MulticoreParam") || .Platform$OS.type == "windows") return(invisible())
+  tryCatch(suppressWarnings(parallel::mccollect(wait = TRUE)), error = function(e) NULL)
+  invisible()
 }
 
 # What runs on a worker (it may be another process or another machine): load

@@ -219,7 +219,7 @@ test_that("when every section fails the object is unchanged", {
   expect_match(conditionMessage(err), "All of 2 sections failed")
   expect_null(err$object)
   expect_identical(o, before)
-  expect_identical(SeuratObject::Reductions(o), character(0))
+  expect_length(SeuratObject::Reductions(o), 0)
 })
 
 test_that("bad split.by, BPPARAM and related arguments are classed errors", {
