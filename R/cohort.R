@@ -44,7 +44,8 @@
 #' spot's embedding, in the object's spot order. Its `misc` (Seurat) or
 #' `metadata(x)$SEDR` (SCE) holds `split.by`; `sections`, one list per
 #' finished section with its `params` (its seed in `params$seed.use`),
-#' `losses`, `dec.q`, `features`, `timings` and `spots`; `failed`, the error
+#' `losses`, `dec.q`, `features`, `timings`, `spots`, and `elapsed` and
+#' `cpu`, the wall and CPU seconds it took in its worker; `failed`, the error
 #' message of each failed section; `losses`, all sections' loss histories
 #' with a `section` column; `graph`, the block-diagonal spatial graph over
 #' all spots (no edge across sections; used by [SEDRClusters()]); `timings`;
@@ -324,7 +325,7 @@ environment(cohort_worker) <- globalenv()
 # streams), and the caller's stream is put back afterwards (SerialParam runs
 # in the user's session).
 cohort_section <- function(task, args) {
-  t0 <- proc.time()[["elapsed"]]
+  t0 <- proc.time()
   res <- tryCatch({
     fit <- .with_seed(task$seed, do.call(run_sedr, c(
       list(counts = task$counts, input = task$input, coords = task$coords, group = NULL,
@@ -334,7 +335,11 @@ cohort_section <- function(task, args) {
   }, error = function(e) {
     list(ok = FALSE, message = conditionMessage(e), class = class(e))
   })
-  c(list(section = task$section), res, list(elapsed = proc.time()[["elapsed"]] - t0))
+  # Wall and CPU seconds of this section in its worker (the CPU time shows
+  # what a section costs when the wall time is inflated by a busy machine).
+  d <- proc.time() - t0
+  c(list(section = task$section), res,
+    list(elapsed = d[["elapsed"]], cpu = d[["user.self"]] + d[["sys.self"]]))
 }
 
 # The cohort's results as one embedding (all spots, NA rows for failed
@@ -359,7 +364,8 @@ assemble_cohort <- function(co, split.by, key) {
     gi <- c(gi, idx[g@i + 1L])
     gj <- c(gj, idx[g@j + 1L])
     sections[[s]] <- c(r[c("params", "losses", "dec.q", "features", "timings", "device")],
-                       list(spots = spots[idx], elapsed = co$results[[s]]$elapsed))
+                       list(spots = spots[idx], elapsed = co$results[[s]]$elapsed,
+                            cpu = co$results[[s]]$cpu))
     losses[[s]] <- cbind(section = s, r$losses)
   }
   graph <- Matrix::sparseMatrix(i = gi, j = gj, x = rep(1, length(gi)), dims = c(n, n),

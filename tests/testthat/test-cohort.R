@@ -85,6 +85,7 @@ test_that("the reduction's misc has every section's record and a block-diagonal 
     expect_equal(nrow(rec$losses), 20 + 10)
     expect_equal(dim(rec$dec.q), c(144L, 10L))
     expect_true(all(c("preprocess", "graph", "train") %in% names(rec$timings)))
+    expect_true(rec$elapsed > 0 && rec$cpu > 0)
   }
   expect_identical(sort(unique(misc$losses$section)), names(misc$sections))
   # No edge across sections; within a section the section's own graph.
