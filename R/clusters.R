@@ -69,6 +69,14 @@
 #'   adjacency, e.g. from [BuildSpatialGraph()]. Other inputs use the graph
 #'   that [RunSEDR()] stored.
 #' @param verbose Report which method produced the labels.
+#' @param split.by For a `Seurat` object or `SingleCellExperiment`: a
+#'   metadata column of sections; each section is clustered on its own, with
+#'   its own spatial graph and, for `"dec"`, its own DEC assignment (see
+#'   [SEDRCohorts]). Labels are per section: cluster 1 of one section has
+#'   nothing to do with cluster 1 of another. Sections without an embedding
+#'   (their training failed) get `NA`. `NULL` (default): the sections of
+#'   `RunSEDR(split.by = )` when the embedding came from such a run (one
+#'   model per section, so not one space to cluster jointly), else none.
 #' @param ... Unused; unknown arguments are an error.
 #' @return The object with the labels (a factor) added as `col.name`; for a
 #'   matrix or `sedr_result`, the factor.
@@ -80,9 +88,16 @@
 #' table(SEDRClusters(res, n.clusters = 3))
 SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "louvain", "dec"),
                          reduction = "sedr", col.name = "sedr_clusters", seed.use = 2023,
-                         mclust.init.size = NULL, smooth = 0, init.smooth = 0.5, graph = NULL, verbose = TRUE, ...) {
+                         mclust.init.size = NULL, smooth = 0, init.smooth = 0.5, graph = NULL, verbose = TRUE,
+                         split.by = NULL, ...) {
   check_dots(...)
   method <- match_choice(method, c("mclust", "leiden", "louvain", "dec"), "method")
+  split.by <- split.by %||% cohort_split_by(object, reduction)
+  if (!is.null(split.by)) {
+    # Each section on its own (cohort.R), with the other arguments as given.
+    given <- setdiff(names(match.call())[-1], c("object", "split.by", "reduction", "col.name", "graph", "verbose", ""))
+    return(cluster_split(object, split.by, reduction, col.name, mget(given, envir = environment()), verbose))
+  }
   if (methods::is(object, "Seurat")) {
     if (!reduction %in% SeuratObject::Reductions(object)) {
       sedr_abort(sprintf("\"%s\" is not a reduction of this object; run RunSEDR() first.", reduction), arg = "reduction")

@@ -109,6 +109,19 @@ seurat_coords <- function(object, coords, arg = "coords") {
 #' @param reduction.name,reduction.key Name and key of the new reduction.
 #' @param assay.name Name of the assay holding denoised expression
 #'   (imputation mode).
+#' @param split.by For a `Seurat` object or `SingleCellExperiment`: a
+#'   metadata column of sections. One independent model is trained per
+#'   section (clustering mode), on `BPPARAM`, and all results are written
+#'   into the one object; see [SEDRCohorts] for seeds, results and failures.
+#'   Needs the BiocParallel package. `n.threads` is then per section (per
+#'   worker).
+#' @param BPPARAM With `split.by`: the BiocParallel back-end (`NULL`:
+#'   `BiocParallel::SerialParam()`), e.g. `MulticoreParam(2)`, `SnowParam()`
+#'   or `BatchtoolsParam()`.
+#' @param on.error With `split.by`, when some sections fail: `"error"`
+#'   (default; an error of class `sedr_error_sections` that carries the
+#'   object with the other sections as `$object`) or `"warning"` (return the
+#'   object, warn).
 #' @export
 RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NULL, dims = NULL,
                            k.neighbors = 12, coords = NULL, group.by = NULL,
@@ -116,9 +129,11 @@ RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NU
                            device = "auto", n.threads = 1, seed.use = 42,
                            reduction.name = "sedr", reduction.key = "SEDR_", assay.name = "SEDR",
                            n.hvg = 2000, npcs = 200, min.spots = 50, min.counts = 10,
-                           options = SEDROptions(), verbose = TRUE, ...) {
+                           options = SEDROptions(), verbose = TRUE, split.by = NULL, BPPARAM = NULL,
+                           on.error = c("error", "warning"), ...) {
   check_dots(...)
   mode <- match_mode(mode)
+  if (is.null(split.by) && !is.null(BPPARAM)) sedr_abort("needs split.by (one model per section).", arg = "BPPARAM")
   assay <- assay %||% SeuratObject::DefaultAssay(object)
   if (!is.character(assay) || length(assay) != 1 || !assay %in% SeuratObject::Assays(object)) {
     sedr_abort(sprintf("\"%s\" is not an assay of this object (it has: %s).", format(assay),
@@ -135,6 +150,24 @@ RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NU
   } else {
     counts <- get_counts(object, assay)
     if (!length(counts) || ncol(counts) == 0) sedr_abort("has no counts.", arg = "assay")
+  }
+  if (!is.null(split.by)) {
+    # One model per section (cohort.R); everything is computed before the object changes.
+    on.error <- check_on_error(on.error)
+    sections <- cohort_sections(object[[]], split.by)
+    BPPARAM <- check_bpparam(BPPARAM)
+    co <- cohort_fit(counts, input, xy, sections,
+                     args = list(features = features, k.neighbors = k.neighbors, mode = mode,
+                                 epochs = epochs, dec = dec, device = device, n.threads = n.threads,
+                                 n.hvg = n.hvg, npcs = npcs, min.spots = min.spots,
+                                 min.counts = min.counts, options = options),
+                     seed.use = seed.use, group.by = group.by, BPPARAM = BPPARAM, split.by = split.by,
+                     key = reduction.key, verbose = verbose)
+    object[[reduction.name]] <- SeuratObject::CreateDimReducObject(
+      embeddings = co$embedding, key = reduction.key, assay = assay, misc = co$misc
+    )
+    object <- SeuratObject::LogSeuratCommand(object)
+    return(cohort_finish(object, co$misc, on.error))
   }
   res <- run_sedr(counts = counts, input = input, coords = xy, group = group, features = features,
                   k.neighbors = k.neighbors, mode = mode, epochs = epochs, dec = dec, device = device,
@@ -197,9 +230,11 @@ RunSEDR.SingleCellExperiment <- function(object, assay.type = "counts", features
                                          mode = c("clustering", "imputation"), epochs = NULL,
                                          dec = NULL, device = "auto", n.threads = 1, seed.use = 42,
                                          name = "SEDR", n.hvg = 2000, npcs = 200, min.spots = 50,
-                                         min.counts = 10, options = SEDROptions(), verbose = TRUE, ...) {
+                                         min.counts = 10, options = SEDROptions(), verbose = TRUE,
+                                         split.by = NULL, BPPARAM = NULL, on.error = c("error", "warning"), ...) {
   check_dots(...)
   mode <- match_mode(mode)
+  if (is.null(split.by) && !is.null(BPPARAM)) sedr_abort("needs split.by (one model per section).", arg = "BPPARAM")
   cd <- as.data.frame(SummarizedExperiment::colData(object))
   cells <- colnames(object)
   if (is.null(coords)) {
@@ -234,6 +269,25 @@ RunSEDR.SingleCellExperiment <- function(object, assay.type = "counts", features
       sedr_abort(sprintf("\"%s\" is not an assay of this object.", assay.type), arg = "assay.type")
     }
     counts <- methods::as(methods::as(SummarizedExperiment::assay(object, assay.type), "CsparseMatrix"), "generalMatrix")
+  }
+  if (!is.null(split.by)) {
+    # One model per section (cohort.R); everything is computed before the object changes.
+    on.error <- check_on_error(on.error)
+    sections <- cohort_sections(cd, split.by, where = "colData")
+    BPPARAM <- check_bpparam(BPPARAM)
+    if (!is.null(counts)) colnames(counts) <- cells
+    co <- cohort_fit(counts, input, xy, sections,
+                     args = list(features = features, k.neighbors = k.neighbors, mode = mode,
+                                 epochs = epochs, dec = dec, device = device, n.threads = n.threads,
+                                 n.hvg = n.hvg, npcs = npcs, min.spots = min.spots,
+                                 min.counts = min.counts, options = options),
+                     seed.use = seed.use, group.by = group.by, BPPARAM = BPPARAM, split.by = split.by,
+                     key = "SEDR_", verbose = verbose)
+    SingleCellExperiment::reducedDim(object, name) <- co$embedding
+    md <- S4Vectors_metadata(object)
+    md$SEDR <- co$misc
+    S4Vectors_metadata(object) <- md
+    return(cohort_finish(object, co$misc, on.error))
   }
   res <- run_sedr(counts = counts, input = input, coords = xy, group = group, features = features,
                   k.neighbors = k.neighbors, mode = mode, epochs = epochs, dec = dec, device = device,

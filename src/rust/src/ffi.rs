@@ -195,7 +195,15 @@ fn sedr_trainer_new(x: &[f64], n: i32, d: i32, adj_p: &[i32], adj_i: &[i32], mod
         let params = params_from_list(mode, opts)?;
         let dev = parse_device(device)?;
         let n = n.max(0) as usize;
-        let graph = SpatialGraph::from_pattern(n, &to_usize(adj_p, "graph")?, &to_usize(adj_i, "graph")?)?;
+        // A local pool, not rayon's global one: a global pool's threads do not
+        // survive fork(), so a forked worker (BiocParallel's MulticoreParam)
+        // of a parent that had trained before would wait on them forever.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(params.threads.max(1))
+            .build()
+            .map_err(|e| SedrError::Internal(format!("thread pool: {e}")))?;
+        let (adj_p, adj_i) = (to_usize(adj_p, "graph")?, to_usize(adj_i, "graph")?);
+        let graph = pool.install(|| SpatialGraph::from_pattern(n, &adj_p, &adj_i))?;
         let t = Trainer::new(x, n, d.max(0) as usize, &graph, params, dev)?;
         Ok(ExternalPtr::new(t).into())
     })
