@@ -338,7 +338,9 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   n_pairs <- NA_integer_
   if (integrate == "mnn" && !is.null(group_int) && max(group_int) > 0 && mode == "clustering") {
     t0 <- tic()
-    mixed <- correct_sections(center_by_section(x, group_int), group_int, graph)
+    # options(SEDR.mnn.sigma =) sets the correction's bandwidth (benchmarks).
+    mixed <- correct_sections(center_by_section(x, group_int), group_int, graph,
+                              sigma = getOption("SEDR.mnn.sigma", 0.1))
     x <- mixed$x
     n_pairs <- mixed$pairs
     rm(mixed)

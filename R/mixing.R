@@ -78,11 +78,11 @@ mnn_between <- function(xc, a, b, k) {
 # distances; `smooth`: neighbour-averaging steps over `graph` before the
 # search (a spot's neighbourhood is a more reliable match than the spot
 # alone: on DLPFC more pairs join the same layer). On DLPFC 151673 + 151510
-# a narrower kernel (0.1) mixed more (iLISI 1.36 against 1.22) but merged
-# layers (cLISI 1.20 against 1.11, joint ARI 0.35 / 0.44 against 0.51 /
-# 0.59); simulated sections mix either way (bench/README.md). Returns the
-# corrected input and the number of MNN pairs.
-correct_sections <- function(x, group_int, graph, k = 20L, dims = 30L, sigma = 0.3, smooth = 1L) {
+# (3 seeds) a wider kernel (0.3) kept the layers tighter (cLISI 1.12 against
+# 1.19) but mixed less (iLISI 1.25 against 1.38) and gave lower joint-domain
+# ARI (0.33 / 0.36 against 0.39 / 0.41); on simulated sections both mix
+# (bench/README.md). Returns the corrected input and the number of MNN pairs.
+correct_sections <- function(x, group_int, graph, k = 20L, dims = 30L, sigma = 0.1, smooth = 1L) {
   sizes <- tabulate(group_int + 1L)
   order_sec <- order(-sizes, seq_along(sizes)) - 1L
   merged <- which(group_int == order_sec[1])
