@@ -78,10 +78,10 @@ mnn_between <- function(xc, a, b, k) {
 # distances; `smooth`: neighbour-averaging steps over `graph` before the
 # search (a spot's neighbourhood is a more reliable match than the spot
 # alone: on DLPFC more pairs join the same layer). On DLPFC 151673 + 151510
-# (3 seeds) a wider kernel (0.3) kept the layers tighter (cLISI 1.12 against
-# 1.19) but mixed less (iLISI 1.25 against 1.38) and gave lower joint-domain
-# ARI (0.33 / 0.36 against 0.39 / 0.41); on simulated sections both mix
-# (bench/README.md). Returns the corrected input and the number of MNN pairs.
+# (10 seeds) a wider kernel (0.3) kept the layers tighter (cLISI 1.12
+# against 1.20) but mixed less (iLISI 1.25 against 1.38); the joint-domain
+# ARI differed by less than the seed spread (bench/README.md). Returns the
+# corrected input and the number of MNN pairs.
 correct_sections <- function(x, group_int, graph, k = 20L, dims = 30L, sigma = 0.1, smooth = 1L) {
   sizes <- tabulate(group_int + 1L)
   order_sec <- order(-sizes, seq_along(sizes)) - 1L
