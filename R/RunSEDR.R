@@ -90,7 +90,17 @@ RunSEDR <- function(object, ...) {
 #' @param k.neighbors Neighbours per spot in the spatial graph (12).
 #' @param group.by Sections: for a `Seurat`/`SingleCellExperiment` a metadata
 #'   column name, for the `default` method a vector with one label per spot.
-#'   The graph then has no edge across sections (multi-section integration).
+#'   The graph then has no edge across sections (multi-section integration);
+#'   see `integrate` for how the sections are mixed.
+#' @param integrate With `group.by` (clustering mode): `"mnn"` (default)
+#'   mixes the sections. The model input (the joint PCA) is centred per
+#'   section and corrected by mutual nearest neighbours between sections
+#'   (matched on the spatially smoothed input), so the shared encoder sees
+#'   overlapping sections and one [SEDRClusters()] call finds the same domain
+#'   in every section. `"none"` trains one model on the sections as they are
+#'   (each section then keeps its own region of the embedding). Ignored
+#'   without `group.by` and in imputation mode. Measured in `bench/README.md`
+#'   ("Integration").
 #' @param mode `"clustering"` (default) or `"imputation"` (denoising).
 #' @param epochs Pre-training epochs. `NULL` (default): the mode's, 100 for
 #'   clustering and 200 for imputation (the reference: 200; see
@@ -111,7 +121,7 @@ RunSEDR <- function(object, ...) {
 #' @param verbose Show stage messages and a progress bar.
 #' @export
 RunSEDR.default <- function(object, coords, features = NULL, k.neighbors = 12, group.by = NULL,
-                            mode = c("clustering", "imputation"), epochs = NULL, dec = NULL,
+                            integrate = "mnn", mode = c("clustering", "imputation"), epochs = NULL, dec = NULL,
                             device = "auto", n.threads = 1, seed.use = 42, n.hvg = 2000,
                             npcs = 200, min.spots = 50, min.counts = 10,
                             options = SEDROptions(), verbose = TRUE, ...) {
@@ -128,7 +138,7 @@ RunSEDR.default <- function(object, coords, features = NULL, k.neighbors = 12, g
                   features = features, k.neighbors = k.neighbors, mode = mode, epochs = epochs,
                   dec = dec, device = device, n.threads = n.threads, seed.use = seed.use,
                   n.hvg = n.hvg, npcs = npcs, min.spots = min.spots, min.counts = min.counts,
-                  options = options, verbose = verbose)
+                  options = options, verbose = verbose, integrate = integrate)
   structure(res, class = "sedr_result")
 }
 
@@ -238,11 +248,12 @@ check_counts_values <- function(counts) {
 # `input` (spots x dims) is an existing reduction. Returns a plain list.
 run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, epochs, dec,
                      device, n.threads, seed.use, n.hvg, npcs, min.spots, min.counts,
-                     options, verbose) {
+                     options, verbose, integrate = "mnn") {
   timings <- c()
   tic <- function() proc.time()[["elapsed"]]
   say <- function(...) if (verbose) cli::cli_inform(sprintf(...))
   if (!inherits(options, "sedr_options")) sedr_abort("must be made by SEDROptions().", arg = "options")
+  integrate <- match_integrate(integrate)
   n.threads <- check_threads(n.threads)
   k.neighbors <- check_count(k.neighbors, "k.neighbors", min = 1)
   device <- check_device(device)
@@ -258,7 +269,9 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   if (n < 2) sedr_abort("has fewer than 2 spots.", arg = "object")
   group_int <- check_group(group, n, arg = "group.by")
   if (!is.null(group_int) && any(tabulate(group_int + 1L) < 2)) {
-    sedr_abort("has a section with a single spot; drop it or merge it with another section.", arg = "group.by")
+    single <- levels(factor(group))[tabulate(group_int + 1L) < 2]
+    sedr_abort(sprintf("section \"%s\" has a single spot; drop it or merge it with another section.", single[1]),
+               arg = "group.by")
   }
   check_section_sizes(group_int, n, k.neighbors)
   if (dec && options$dec.clusters > n) {
@@ -328,6 +341,20 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   timings["graph"] <- tic() - t0
   say("Spatial graph: %d spots, mean degree %.1f%s.", n, Matrix::nnzero(graph) / n,
       if (is.null(group)) "" else sprintf(", %d sections, no edge across them", length(unique(group))))
+  # Mixing of the sections (R/mixing.R): the input is centred per section
+  # and corrected by mutual nearest neighbours before training.
+  n_pairs <- NA_integer_
+  if (integrate == "mnn" && !is.null(group_int) && max(group_int) > 0 && mode == "clustering") {
+    t0 <- tic()
+    # options(SEDR.mnn.sigma =) sets the correction's bandwidth (benchmarks).
+    mixed <- correct_sections(center_by_section(x, group_int), group_int, graph,
+                              sigma = getOption("SEDR.mnn.sigma", 0.1))
+    x <- mixed$x
+    n_pairs <- mixed$pairs
+    rm(mixed)
+    timings["mixing"] <- tic() - t0
+    say("Mixing: input centred per section and corrected by %d mutual-nearest-neighbour pairs.", n_pairs)
+  }
 
   # 3. Training.
   if (n >= 1e5) invisible(gc(verbose = FALSE))
@@ -362,7 +389,8 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
                    device = fit$device, n.threads = n.threads, seed.use = seed.use, seed = seed,
                    n.hvg = if (is.null(prep)) NA else length(prep$features),
                    input = if (is.null(input)) (if (mode == "clustering") "pca" else "scaled") else "reduction",
-                   input.dims = ncol(x)),
+                   input.dims = ncol(x), integrate = if (is.null(group)) NA else integrate,
+                   mnn.pairs = n_pairs),
               unclass(options))
   list(embedding = emb, dec.q = fit$q, denoised = denoised, losses = fit$losses, graph = graph,
        features = if (is.null(prep)) NULL else prep$features, params = params, device = fit$device,

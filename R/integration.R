@@ -4,11 +4,14 @@
 #' integrated with `IntegrateLayers(object, method = SEDRIntegration, ...)`.
 #' SEDR trains one model on the joint reduction (`orig.reduction`, usually
 #' the PCA of all sections) over a block-diagonal spatial graph: each spot's
-#' neighbours come from its own section only, so sections share the
-#' feature encoder but never an edge. DEC is off by default, as in the
+#' neighbours come from its own section only. With `integrate = "mnn"`
+#' (default) the sections are mixed: the joint reduction is centred per
+#' section and corrected by mutual nearest neighbours between sections
+#' before training (see [RunSEDR()]). DEC is off by default, as in the
 #' reference's integration recipe. The result is a new reduction
 #' (`new.reduction`, default `"integrated.sedr"`) to cluster with
-#' [SEDRClusters()] or to feed to Harmony (see the integration vignette).
+#' [SEDRClusters()] or, where the harmony package is installed, to pass to
+#' [RunSEDRHarmony()].
 #'
 #' `IntegrateLayers()` hands the method the assay, not the Seurat object,
 #' so the spot coordinates must be passed through it: `coords` is a matrix
@@ -52,6 +55,7 @@
 #' }
 SEDRIntegration <- function(object = NULL, orig, groups, coords, new.reduction = "integrated.sedr",
                             reduction.key = "SEDRintegrated_", dims = NULL, k.neighbors = 12,
+                            integrate = "mnn",
                             epochs = NULL, dec = FALSE, device = "auto", n.threads = 1,
                             seed.use = 42, options = SEDROptions(), verbose = TRUE,
                             layers = NULL, features = NULL, scale.layer = NULL, assay = NULL, ...) {
@@ -86,7 +90,8 @@ SEDRIntegration <- function(object = NULL, orig, groups, coords, new.reduction =
   res <- run_sedr(counts = NULL, input = emb, coords = xy, group = group, features = NULL,
                   k.neighbors = k.neighbors, mode = "clustering", epochs = epochs, dec = dec,
                   device = device, n.threads = n.threads, seed.use = seed.use, n.hvg = NA,
-                  npcs = NA, min.spots = NA, min.counts = NA, options = options, verbose = verbose)
+                  npcs = NA, min.spots = NA, min.counts = NA, options = options, verbose = verbose,
+                  integrate = integrate)
   out <- res$embedding
   colnames(out) <- paste0(reduction.key, seq_len(ncol(out)))
   misc <- list(params = res$params, losses = res$losses, timings = res$timings, versions = res$versions,
@@ -95,4 +100,55 @@ SEDRIntegration <- function(object = NULL, orig, groups, coords, new.reduction =
                                                    assay = SeuratObject::DefaultAssay(orig), misc = misc))
   names(value) <- new.reduction
   value
+}
+
+#' Harmony on the SEDR embedding
+#'
+#' The SEDR authors' integration recipe: Harmony (Korsunsky et al. 2019) run
+#' on the `sedr` reduction, with the sections as the batch variable. It
+#' needs the `harmony` package (CRAN; not part of Debian, so not a
+#' dependency of SEDR). SEDR's own mixing ([RunSEDR()] with `group.by` and
+#' `integrate = "mnn"`) needs no other package; this bridge is for comparing
+#' with, or adding to, the published recipe. Harmony's argument naming
+#' changed in version 1.0 (`reduction.use`, before `reduction`); both work.
+#'
+#' @param object A `Seurat` object with a SEDR reduction.
+#' @param group.by Meta data column with the section of each spot.
+#' @param reduction The reduction to correct (`"sedr"`).
+#' @param reduction.name Name of the corrected reduction (`"sedr.harmony"`).
+#' @param ... Further arguments to `harmony::RunHarmony()` (e.g. `theta`).
+#' @return The object with the reduction `reduction.name` added.
+#' @export
+#' @examples
+#' if (requireNamespace("harmony", quietly = TRUE) &&
+#'     requireNamespace("SeuratObject", quietly = TRUE)) {
+#'   a <- SimulationToSeurat(SimulateSpatialTissue(n.rows = 10, n.cols = 10, seed = 1))
+#'   b <- SimulationToSeurat(SimulateSpatialTissue(n.rows = 10, n.cols = 10, seed = 2))
+#'   obj <- merge(a, b, add.cell.ids = c("a", "b"))
+#'   obj$section <- sub("_.*", "", colnames(obj))
+#'   obj <- RunSEDR(obj, group.by = "section", epochs = 20, n.hvg = 100, npcs = 20,
+#'                  min.spots = 5, verbose = FALSE)
+#'   obj <- RunSEDRHarmony(obj, group.by = "section", verbose = FALSE)
+#' }
+RunSEDRHarmony <- function(object, group.by, reduction = "sedr", reduction.name = "sedr.harmony", ...) {
+  if (!requireNamespace("harmony", quietly = TRUE)) {
+    sedr_abort("needs the harmony package (install.packages(\"harmony\")); SEDR's own mixing is RunSEDR(group.by = , integrate = \"mnn\").",
+               kind = "dependency", arg = "object")
+  }
+  if (!methods::is(object, "Seurat")) sedr_abort("must be a Seurat object.", arg = "object")
+  if (!is.character(reduction) || length(reduction) != 1 || !reduction %in% SeuratObject::Reductions(object)) {
+    sedr_abort("must name a reduction of the object; run RunSEDR() first.", arg = "reduction")
+  }
+  if (missing(group.by) || !is.character(group.by) || length(group.by) != 1 ||
+      !group.by %in% colnames(object[[]])) {
+    sedr_abort("must name one meta.data column holding the section of each spot.", arg = "group.by")
+  }
+  if (!is.character(reduction.name) || length(reduction.name) != 1 || !nzchar(reduction.name)) {
+    sedr_abort("must be one non-empty name.", arg = "reduction.name")
+  }
+  run <- utils::getS3method("RunHarmony", "Seurat", envir = asNamespace("harmony"))
+  args <- list(object, group.by.vars = group.by, reduction.save = reduction.name,
+               dims.use = seq_len(ncol(SeuratObject::Embeddings(object, reduction))), ...)
+  args[[if ("reduction.use" %in% names(formals(run))) "reduction.use" else "reduction"]] <- reduction
+  do.call(harmony::RunHarmony, args)
 }

@@ -124,7 +124,7 @@ seurat_coords <- function(object, coords, arg = "coords") {
 #'   object, warn).
 #' @export
 RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NULL, dims = NULL,
-                           k.neighbors = 12, coords = NULL, group.by = NULL,
+                           k.neighbors = 12, coords = NULL, group.by = NULL, integrate = "mnn",
                            mode = c("clustering", "imputation"), epochs = NULL, dec = NULL,
                            device = "auto", n.threads = 1, seed.use = 42,
                            reduction.name = "sedr", reduction.key = "SEDR_", assay.name = "SEDR",
@@ -172,7 +172,8 @@ RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NU
   res <- run_sedr(counts = counts, input = input, coords = xy, group = group, features = features,
                   k.neighbors = k.neighbors, mode = mode, epochs = epochs, dec = dec, device = device,
                   n.threads = n.threads, seed.use = seed.use, n.hvg = n.hvg, npcs = npcs,
-                  min.spots = min.spots, min.counts = min.counts, options = options, verbose = verbose)
+                  min.spots = min.spots, min.counts = min.counts, options = options, verbose = verbose,
+                  integrate = integrate)
   # Everything is computed; only now is the object modified.
   emb <- res$embedding
   colnames(emb) <- paste0(reduction.key, seq_len(ncol(emb)))
@@ -226,7 +227,7 @@ check_reduction_matrix <- function(emb, dims) {
 #' @export
 RunSEDR.SingleCellExperiment <- function(object, assay.type = "counts", features = NULL,
                                          use.dimred = NULL, dims = NULL, k.neighbors = 12,
-                                         coords = NULL, group.by = NULL,
+                                         coords = NULL, group.by = NULL, integrate = "mnn",
                                          mode = c("clustering", "imputation"), epochs = NULL,
                                          dec = NULL, device = "auto", n.threads = 1, seed.use = 42,
                                          name = "SEDR", n.hvg = 2000, npcs = 200, min.spots = 50,
@@ -292,7 +293,8 @@ RunSEDR.SingleCellExperiment <- function(object, assay.type = "counts", features
   res <- run_sedr(counts = counts, input = input, coords = xy, group = group, features = features,
                   k.neighbors = k.neighbors, mode = mode, epochs = epochs, dec = dec, device = device,
                   n.threads = n.threads, seed.use = seed.use, n.hvg = n.hvg, npcs = npcs,
-                  min.spots = min.spots, min.counts = min.counts, options = options, verbose = verbose)
+                  min.spots = min.spots, min.counts = min.counts, options = options, verbose = verbose,
+                  integrate = integrate)
   SingleCellExperiment::reducedDim(object, name) <- res$embedding
   md <- S4Vectors_metadata(object)
   md$SEDR <- res[c("params", "losses", "dec.q", "features", "timings", "versions", "denoised", "graph")]

@@ -1,45 +1,153 @@
-# Multi-section integration: DLPFC 151673 + 151510 (shared genes), one model
-# on the block-diagonal graph (no cross-section edge, DEC off), versus the
-# PCA baseline (the recipe's PCA, first 32 components). Reports iLISI (on
-# section; 1 = unmixed, 2 = fully mixed), cLISI (on layer; 1 = pure) and the
-# per-section ARI of mclust EEE with 7 clusters. With the harmony package,
-# also SEDR + Harmony.   Rscript bench/integration.R
+# Multi-section integration: how well an embedding mixes sections while
+# keeping their domains apart.
+#   Rscript bench/integration.R [dlpfc] [sim2] [sim3]     (default: all three)
+# Data sets:
+#   dlpfc  DLPFC 151673 + 151510 (two donors; the genes both sections have);
+#   sim2   two simulated sections of one tissue (SimulateSpatialTissue(),
+#          5 layered domains) with a known batch shift: section B has half
+#          the depth, a per-gene scale exp(N(0, 0.5)) and a per-gene offset
+#          of 0.3 x the gene's mean, and is cropped to 22 of 30 columns;
+#   sim3   sim2 plus section C: 1.5x depth, scale exp(N(0, 0.7)), offset 0.5,
+#          26 of 30 columns.
+# Rows: the recipe's PCA (32 PCs); SEDR with integrate = "none" (one model,
+# block-diagonal graph, nothing mixes); SEDR with integrate = "mnn" (the
+# default); SEDR + Harmony where the harmony package is installed.
+# Columns: median iLISI on section (1 = unmixed, the number of sections =
+# perfect mixing), median cLISI on domain (1 = pure), the ARI of *joint*
+# domains (one SEDRClusters() over all sections, mclust) in each section,
+# and that section's single-section ARI (RunSEDR on the section alone, the
+# package defaults, same genes), the joint domains' ARI over all sections
+# pooled (high only if a domain is the same layer in every section), time
+# of RunSEDR in seconds. Medians over seeds
+# (SEDR_SEEDS, default 1,2,3) with [min, max]. One thread (SEDR_THREADS).
 suppressPackageStartupMessages(library(SEDR))
 source(file.path("bench", "common.R"))
-a <- read_dataset(data_dir("dlpfc_151673"))
-b <- read_dataset(data_dir("dlpfc_151510"))
-if (is.null(a) || is.null(b)) { cat("skip: DLPFC folders not found\n"); quit(status = 0) }
-shared <- intersect(rownames(a$counts), rownames(b$counts))
-colnames(a$counts) <- rownames(a$coords) <- paste0("151673_", colnames(a$counts))
-colnames(b$counts) <- rownames(b$coords) <- paste0("151510_", colnames(b$counts))
-counts <- cbind(a$counts[shared, ], b$counts[shared, ])
-coords <- rbind(a$coords, b$coords)
-section <- rep(c("151673", "151510"), c(ncol(a$counts), ncol(b$counts)))
-layer <- c(a$spots$layer, b$spots$layer)
-cat(sprintf("%d + %d spots, %d shared genes\n", ncol(a$counts), ncol(b$counts), length(shared)))
-threads <- as.integer(Sys.getenv("SEDR_THREADS", "2"))
-t0 <- proc.time()[["elapsed"]]
-# SEDR_EPOCHS overrides the number of epochs (default: the package's).
-ep <- Sys.getenv("SEDR_EPOCHS", "")
-res <- do.call(RunSEDR, c(list(counts, coords = coords, group.by = section, device = "cpu", n.threads = threads,
-                               verbose = FALSE), if (nzchar(ep)) list(epochs = as.integer(ep))))
-cat(sprintf("SEDR (block-diagonal, dec = %s): %.1f s\n", res$params$dec, proc.time()[["elapsed"]] - t0))
-prep <- SEDR:::.preprocess_counts(counts)
-pca <- SEDR:::sedr_pca(prep$scaled, 32, seed = 1, n.threads = threads)$scores
-embs <- list(PCA = pca, SEDR = res$embedding)
-if (requireNamespace("harmony", quietly = TRUE)) {
-  embs[["SEDR+Harmony"]] <- harmony::RunHarmony(res$embedding, data.frame(section = section), "section", verbose = FALSE)
+threads <- as.integer(Sys.getenv("SEDR_THREADS", "1"))
+seeds <- as.integer(strsplit(Sys.getenv("SEDR_SEEDS", "1,2,3"), ",")[[1]])
+which_sets <- commandArgs(TRUE)
+if (!length(which_sets)) which_sets <- c("dlpfc", "sim2", "sim3")
+
+load_dlpfc <- function() {
+  a <- read_dataset(data_dir("dlpfc_151673"))
+  b <- read_dataset(data_dir("dlpfc_151510"))
+  if (is.null(a) || is.null(b)) return(NULL)
+  shared <- intersect(rownames(a$counts), rownames(b$counts))
+  colnames(a$counts) <- rownames(a$coords) <- paste0("151673_", colnames(a$counts))
+  colnames(b$counts) <- rownames(b$coords) <- paste0("151510_", colnames(b$counts))
+  list(counts = cbind(a$counts[shared, ], b$counts[shared, ]), coords = rbind(a$coords, b$coords),
+       section = rep(c("151673", "151510"), c(ncol(a$counts), ncol(b$counts))),
+       domain = c(a$spots$layer, b$spots$layer), n.clusters = 7, min.spots = 50)
 }
-ok <- !is.na(layer)
-cat("\n| embedding | median iLISI (section) | median cLISI (layer) | ARI 151673 | ARI 151510 |\n|---|---|---|---|---|\n")
-for (nm in names(embs)) {
-  e <- embs[[nm]]
-  l <- ComputeLISI(e[ok, ], data.frame(section = section[ok], layer = layer[ok]), n.threads = threads)
-  ari <- sapply(c("151673", "151510"), function(s) {
-    idx <- section == s
-    # Each section's own graph, for mclust's spatially smoothed start.
-    cl <- SEDRClusters(e[idx, ], n.clusters = 7, graph = res$graph[idx, idx], verbose = FALSE)
-    SpatialClusterMetrics(layer[idx], cl)[["ARI"]]
-  })
-  cat(sprintf("| %s | %.2f | %.2f | %.3f | %.3f |\n", nm, median(l$section), median(l$layer), ari[1], ari[2]))
+
+# One simulated section: the same tissue (seed 1) at `depth`, cropped to the
+# first `cols` columns, with a per-gene scale exp(N(0, scale.sd)) and an
+# offset `offset` x the gene's mean (Poisson noise on the shifted counts).
+sim_section <- function(id, depth, scale.sd, offset, cols, seed) {
+  s <- SimulateSpatialTissue(n.rows = 30, n.cols = 30, n.genes = 500, depth = depth, effect = 1.5, seed = 1)
+  keep <- s$coords[, "x"] < cols * 100
+  m <- s$counts[, keep]
+  if (scale.sd > 0 || offset > 0) {
+    set.seed(seed)
+    mu <- as.matrix(m) * exp(stats::rnorm(nrow(m), 0, scale.sd)) + offset * Matrix::rowMeans(m)
+    shifted <- matrix(stats::rpois(length(mu), mu), nrow(mu), dimnames = dimnames(m))
+    m <- methods::as(Matrix::Matrix(shifted, sparse = TRUE), "CsparseMatrix")
+  }
+  colnames(m) <- paste0(id, "_", colnames(m))
+  xy <- s$coords[keep, ]
+  rownames(xy) <- colnames(m)
+  list(counts = m, coords = xy, domain = as.character(s$domain[keep]))
+}
+
+load_sim <- function(n.sections) {
+  secs <- list(A = sim_section("A", 2000, 0, 0, 30, 1), B = sim_section("B", 1000, 0.5, 0.3, 22, 2),
+               C = sim_section("C", 3000, 0.7, 0.5, 26, 3))[seq_len(n.sections)]
+  list(counts = do.call(cbind, lapply(secs, `[[`, "counts")),
+       coords = do.call(rbind, lapply(secs, `[[`, "coords")),
+       section = rep(names(secs), vapply(secs, function(s) ncol(s$counts), 1L)),
+       domain = unlist(lapply(secs, `[[`, "domain")), n.clusters = 5, min.spots = 5)
+}
+
+# Median LISI and joint-domain ARI per section of one embedding.
+score <- function(d, emb, graph) {
+  ok <- !is.na(d$domain)
+  l <- ComputeLISI(emb[ok, ], data.frame(section = d$section[ok], domain = d$domain[ok]), n.threads = threads)
+  cl <- SEDRClusters(emb, n.clusters = d$n.clusters, graph = graph, verbose = FALSE)
+  ari <- vapply(unique(d$section), function(s) {
+    i <- d$section == s & ok
+    SpatialClusterMetrics(d$domain[i], cl[i])[["ARI"]]
+  }, 1)
+  # Pooled over all sections: a domain must mean the same in every section.
+  pooled <- SpatialClusterMetrics(d$domain[ok], cl[ok])[["ARI"]]
+  c(iLISI = median(l$section), cLISI = median(l$domain), setNames(ari, paste0("ARI_", names(ari))),
+    ARI_pooled = pooled)
+}
+
+run_set <- function(name, d) {
+  cat(sprintf("\n## %s: %s spots (%s), %d genes\n", name, format(ncol(d$counts), big.mark = ","),
+              paste(table(d$section)[unique(d$section)], collapse = " + "), nrow(d$counts)))
+  rows <- list()
+  add <- function(row, seed, vals, time) {
+    rows[[length(rows) + 1]] <<- data.frame(row = row, seed = seed, t(vals), time = time, check.names = FALSE)
+  }
+  sedr <- function(integrate, seed) {
+    t0 <- proc.time()[["elapsed"]]
+    res <- RunSEDR(d$counts, coords = d$coords, group.by = d$section, integrate = integrate, device = "cpu",
+                   n.threads = threads, seed.use = seed, min.spots = d$min.spots, verbose = FALSE)
+    list(res = res, time = proc.time()[["elapsed"]] - t0)
+  }
+  prep <- SEDR:::.preprocess_counts(d$counts, min.spots = d$min.spots)
+  pca <- SEDR:::sedr_pca(prep$scaled, 32, seed = 1, n.threads = threads)$scores
+  for (seed in seeds) {
+    none <- sedr("none", seed)
+    graph <- none$res$graph
+    if (seed == seeds[1]) add("PCA (recipe, 32 PCs)", NA, score(d, pca, graph), NA)
+    add("SEDR, integrate = \"none\" (block-diagonal)", seed, score(d, none$res$embedding, graph), none$time)
+    mnn <- sedr("mnn", seed)
+    add("SEDR, integrate = \"mnn\"", seed, score(d, mnn$res$embedding, graph), mnn$time)
+    # The correction's bandwidth, wider than the default 0.1.
+    op <- options(SEDR.mnn.sigma = 0.3)
+    wide <- sedr("mnn", seed)
+    options(op)
+    add("SEDR, integrate = \"mnn\", bandwidth 0.3", seed, score(d, wide$res$embedding, graph), wide$time)
+    if (requireNamespace("harmony", quietly = TRUE)) {
+      t0 <- proc.time()[["elapsed"]]
+      h <- harmony::RunHarmony(none$res$embedding, data.frame(section = d$section), "section", verbose = FALSE)
+      add("SEDR (\"none\") + Harmony", seed, score(d, h, graph), none$time + proc.time()[["elapsed"]] - t0)
+    }
+    # Single-section reference: each section alone, the package defaults.
+    single <- vapply(unique(d$section), function(s) {
+      i <- d$section == s
+      r <- RunSEDR(d$counts[, i], coords = d$coords[i, ], device = "cpu", n.threads = threads,
+                   seed.use = seed, min.spots = d$min.spots, verbose = FALSE)
+      cl <- SEDRClusters(r, n.clusters = d$n.clusters, verbose = FALSE)
+      ok <- !is.na(d$domain[i])
+      SpatialClusterMetrics(d$domain[i][ok], cl[ok])[["ARI"]]
+    }, 1)
+    add("single-section SEDR (each section alone)", seed,
+        c(iLISI = NA, cLISI = NA, setNames(single, paste0("ARI_", names(single))), ARI_pooled = NA), NA)
+    cat(sprintf("seed %d done\n", seed))
+  }
+  tab <- do.call(rbind, rows)
+  cols <- setdiff(names(tab), c("row", "seed"))
+  fmt <- function(v, digits) {
+    v <- v[!is.na(v)]
+    if (!length(v)) return("")
+    if (length(v) == 1) return(formatC(v, format = "f", digits = digits))
+    sprintf("%s [%s, %s]", formatC(median(v), format = "f", digits = digits),
+            formatC(min(v), format = "f", digits = digits), formatC(max(v), format = "f", digits = digits))
+  }
+  cat(sprintf("\n| %s | %s |\n|%s\n", name, paste(sub("^ARI_", "ARI ", cols), collapse = " | "),
+              strrep("---|", length(cols) + 1)))
+  for (r in unique(tab$row)) {
+    sub <- tab[tab$row == r, ]
+    cells <- vapply(cols, function(cn) fmt(sub[[cn]], if (cn == "time") 1 else if (startsWith(cn, "ARI")) 3 else 2), "")
+    cat(sprintf("| %s | %s |\n", r, paste(cells, collapse = " | ")))
+  }
+  invisible(tab)
+}
+
+for (w in which_sets) {
+  d <- switch(w, dlpfc = load_dlpfc(), sim2 = load_sim(2), sim3 = load_sim(3))
+  if (is.null(d)) { cat("skip", w, ": data not found\n"); next }
+  run_set(w, d)
 }

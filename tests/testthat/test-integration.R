@@ -1,6 +1,106 @@
-# SEDRIntegration(): the IntegrateLayers() method for Seurat 5, called here
-# directly with what IntegrateLayers() would pass (Seurat 4 has no
-# IntegrateLayers, so the call itself cannot be tested on this machine).
+# Multi-section integration: RunSEDR(group.by = , integrate = ) mixes
+# sections (R/mixing.R); SEDRIntegration() is the IntegrateLayers() method for
+# Seurat 5, called here directly with what IntegrateLayers() would pass
+# (Seurat 4 has no IntegrateLayers, so the call itself cannot be tested on
+# this machine); RunSEDRHarmony() is the bridge to the harmony package.
+
+# Two sections of one simulated tissue; the second with half the depth, a
+# per-gene scale and offset (a batch shift) and fewer columns.
+shifted_sections <- function() {
+  a <- SimulateSpatialTissue(n.rows = 14, n.cols = 14, n.genes = 200, n.domains = 3,
+                             markers.per.domain = 15, depth = 2000, seed = 1)
+  b <- SimulateSpatialTissue(n.rows = 14, n.cols = 14, n.genes = 200, n.domains = 3,
+                             markers.per.domain = 15, depth = 1000, seed = 1)
+  keep <- b$coords[, "x"] < 1100
+  set.seed(7)
+  mu <- as.matrix(b$counts[, keep]) * exp(rnorm(200, 0, 0.5)) + 0.3 * Matrix::rowMeans(b$counts)
+  mb <- Matrix::Matrix(matrix(rpois(length(mu), mu), nrow(mu), dimnames = dimnames(mu)), sparse = TRUE)
+  colnames(mb) <- paste0("b_", colnames(mb))
+  xy_b <- b$coords[keep, ]
+  rownames(xy_b) <- colnames(mb)
+  list(counts = cbind(a$counts, methods::as(mb, "CsparseMatrix")), coords = rbind(a$coords, xy_b),
+       section = rep(c("a", "b"), c(ncol(a$counts), ncol(mb))),
+       domain = c(as.character(a$domain), as.character(b$domain[keep])))
+}
+sec <- shifted_sections()
+
+run_mix <- function(integrate = "mnn", ...) {
+  RunSEDR(sec$counts, coords = sec$coords, group.by = sec$section, integrate = integrate, epochs = 40,
+          n.hvg = 150, npcs = 20, min.spots = 5, device = "cpu", n.threads = 1, verbose = FALSE, ...)
+}
+median_ilisi <- function(res) median(ComputeLISI(res$embedding, sec$section, perplexity = 15)[[1]])
+
+test_that("integrate = \"mnn\" mixes shifted sections that the block-diagonal model keeps apart", {
+  none <- run_mix("none")
+  mnn <- run_mix("mnn")
+  expect_true(is.na(none$params$mnn.pairs))
+  expect_gt(mnn$params$mnn.pairs, 50)
+  expect_identical(mnn$params$integrate, "mnn")
+  expect_lt(median_ilisi(none), 1.2)
+  expect_gt(median_ilisi(mnn), median_ilisi(none) + 0.4)
+  # The domains stay apart: each spot's neighbourhood is mostly one domain.
+  expect_lt(median(ComputeLISI(mnn$embedding, sec$domain, perplexity = 15)[[1]]), 1.3)
+  # The returned graph is the spatial one: still no edge across sections.
+  e <- Matrix::summary(mnn$graph)
+  expect_false(any(sec$section[e$i] != sec$section[e$j]))
+})
+
+test_that("the same seed gives an identical integrated embedding", {
+  one <- run_mix(seed.use = 3)
+  two <- run_mix(seed.use = 3)
+  expect_identical(one$embedding, two$embedding)
+  expect_false(isTRUE(all.equal(one$embedding, run_mix(seed.use = 4)$embedding)))
+})
+
+test_that("the MNN correction moves a shifted copy of a section onto it", {
+  set.seed(1)
+  x <- matrix(rnorm(60 * 5), 60)
+  group_int <- rep(0:1, c(60, 40))
+  # Section 1: a subset of section 0, shifted; centred per section, as RunSEDR does.
+  both <- SEDR:::center_by_section(rbind(x, x[1:40, ] + 3), group_int)
+  graph <- Matrix::sparseMatrix(i = integer(), j = integer(), x = numeric(), dims = c(100, 100))
+  out <- SEDR:::correct_sections(both, group_int, graph, k = 1, dims = 5, smooth = 0)
+  # With k = 1 the pairs are the copies themselves, so the correction moves
+  # every copy exactly onto its original.
+  expect_equal(out$pairs, 40L)
+  expect_equal(out$x[61:100, ], both[1:40, ])
+  expect_identical(out$x[1:60, ], both[1:60, ])   # the largest section is the reference
+})
+
+test_that("bad section input gets a classed error that names it", {
+  bad <- sec$section
+  bad[1] <- "lonely"
+  expect_error(RunSEDR(sec$counts, coords = sec$coords, group.by = bad, epochs = 2, n.hvg = 150,
+                       npcs = 20, min.spots = 5, device = "cpu", verbose = FALSE),
+               class = "sedr_error_input", regexp = "group.by.*\"lonely\" has a single spot")
+  bad[1] <- NA
+  expect_error(RunSEDR(sec$counts, coords = sec$coords, group.by = bad, epochs = 2, n.hvg = 150,
+                       npcs = 20, min.spots = 5, device = "cpu", verbose = FALSE),
+               class = "sedr_error_input", regexp = "group.by.*NA")
+  expect_error(run_mix("harmony"), class = "sedr_error_input", regexp = "integrate")
+  expect_error(run_mix(NA_character_), class = "sedr_error_input", regexp = "integrate")
+})
+
+test_that("RunSEDRHarmony runs Harmony on the SEDR reduction", {
+  skip_if_not_installed("harmony")
+  skip_if_not_installed("SeuratObject")
+  obj <- SeuratObject::CreateSeuratObject(sec$counts, meta.data = data.frame(
+    x = sec$coords[, 1], y = sec$coords[, 2], section = sec$section, row.names = colnames(sec$counts)))
+  obj <- RunSEDR(obj, group.by = "section", integrate = "none", epochs = 20, n.hvg = 150, npcs = 20,
+                 min.spots = 5, device = "cpu", verbose = FALSE)
+  obj <- RunSEDRHarmony(obj, group.by = "section", verbose = FALSE)
+  emb <- SeuratObject::Embeddings(obj, "sedr.harmony")
+  expect_equal(dim(emb), dim(SeuratObject::Embeddings(obj, "sedr")))
+  expect_gt(median(ComputeLISI(emb, sec$section, perplexity = 15)[[1]]), 1.2)
+  expect_error(RunSEDRHarmony(obj, group.by = "nope"), class = "sedr_error_input", regexp = "group.by")
+})
+
+test_that("RunSEDRHarmony says that harmony is needed where it is not installed", {
+  skip_if(requireNamespace("harmony", quietly = TRUE), "harmony is installed")
+  expect_error(RunSEDRHarmony(NULL, group.by = "section"), class = "sedr_error_dependency",
+               regexp = "harmony")
+})
+
 
 skip_if_not_installed("SeuratObject")
 
@@ -47,8 +147,18 @@ test_that("SEDRIntegration returns one named DimReduc over all spots, trained wi
 test_that("the graph is block diagonal: the sections only share the model", {
   # Same input, groups relabelled: a different block structure changes the result.
   one <- run_int(groups = data.frame(group = rep("all", 200), row.names = s$spots))
-  two <- run_int()
+  two <- run_int(integrate = "none")
   expect_false(isTRUE(all.equal(SeuratObject::Embeddings(one[[1]]), SeuratObject::Embeddings(two[[1]]))))
+})
+
+test_that("SEDRIntegration mixes the sections by default, and not with integrate = \"none\"", {
+  mixed <- run_int()
+  plain <- run_int(integrate = "none")
+  expect_identical(SeuratObject::Misc(mixed[[1]])$params$integrate, "mnn")
+  expect_gt(SeuratObject::Misc(mixed[[1]])$params$mnn.pairs, 0)
+  expect_identical(SeuratObject::Misc(plain[[1]])$params$integrate, "none")
+  expect_false(isTRUE(all.equal(SeuratObject::Embeddings(mixed[[1]]), SeuratObject::Embeddings(plain[[1]]))))
+  expect_error(run_int(integrate = "both"), class = "sedr_error_input", regexp = "integrate")
 })
 
 test_that("SEDRIntegration gives classed errors for missing or bad inputs", {
