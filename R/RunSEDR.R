@@ -92,15 +92,18 @@ RunSEDR <- function(object, ...) {
 #'   column name, for the `default` method a vector with one label per spot.
 #'   The graph then has no edge across sections (multi-section integration);
 #'   see `integrate` for how the sections are mixed.
-#' @param integrate With `group.by` (clustering mode): `"mnn"` (default)
-#'   mixes the sections. The model input (the joint PCA) is centred per
+#' @param integrate With `group.by` (clustering mode): `"none"` (default)
+#'   trains one model on the sections as they are (each section then keeps
+#'   its own region of the embedding); `"mnn"` mixes the sections. The model input (the joint PCA) is centred per
 #'   section and corrected by mutual nearest neighbours between sections
 #'   (matched on the spatially smoothed input), so the shared encoder sees
 #'   overlapping sections and one [SEDRClusters()] call finds the same domain
-#'   in every section. `"none"` trains one model on the sections as they are
-#'   (each section then keeps its own region of the embedding). Ignored
-#'   without `group.by` and in imputation mode. Measured in `bench/README.md`
-#'   ("Integration").
+#'   in every section. It is not the default because, on the one real pair
+#'   measured (DLPFC 151673 + 151510, two donors), it mixed the sections
+#'   (iLISI 1.00 to 1.38) but lowered the joint-domain ARI (151673: 0.52 to
+#'   0.39 over 10 seeds), while on simulated sections with a batch shift it
+#'   raised it from near 0 to above 0.95. Ignored without `group.by` and in
+#'   imputation mode. Measured in `bench/README.md` ("Integration").
 #' @param mode `"clustering"` (default) or `"imputation"` (denoising).
 #' @param epochs Pre-training epochs. `NULL` (default): the mode's, 100 for
 #'   clustering and 200 for imputation (the reference: 200; see
@@ -121,7 +124,7 @@ RunSEDR <- function(object, ...) {
 #' @param verbose Show stage messages and a progress bar.
 #' @export
 RunSEDR.default <- function(object, coords, features = NULL, k.neighbors = 12, group.by = NULL,
-                            integrate = "mnn", mode = c("clustering", "imputation"), epochs = NULL, dec = NULL,
+                            integrate = "none", mode = c("clustering", "imputation"), epochs = NULL, dec = NULL,
                             device = "auto", n.threads = 1, seed.use = 42, n.hvg = 2000,
                             npcs = 200, min.spots = 50, min.counts = 10,
                             options = SEDROptions(), verbose = TRUE, ...) {
@@ -248,7 +251,7 @@ check_counts_values <- function(counts) {
 # `input` (spots x dims) is an existing reduction. Returns a plain list.
 run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, epochs, dec,
                      device, n.threads, seed.use, n.hvg, npcs, min.spots, min.counts,
-                     options, verbose, integrate = "mnn") {
+                     options, verbose, integrate = "none") {
   timings <- c()
   tic <- function() proc.time()[["elapsed"]]
   say <- function(...) if (verbose) cli::cli_inform(sprintf(...))

@@ -5,7 +5,7 @@
 #' SEDR trains one model on the joint reduction (`orig.reduction`, usually
 #' the PCA of all sections) over a block-diagonal spatial graph: each spot's
 #' neighbours come from its own section only. With `integrate = "mnn"`
-#' (default) the sections are mixed: the joint reduction is centred per
+#' the sections are mixed: the joint reduction is centred per
 #' section and corrected by mutual nearest neighbours between sections
 #' before training (see [RunSEDR()]). DEC is off by default, as in the
 #' reference's integration recipe. The result is a new reduction
@@ -55,7 +55,7 @@
 #' }
 SEDRIntegration <- function(object = NULL, orig, groups, coords, new.reduction = "integrated.sedr",
                             reduction.key = "SEDRintegrated_", dims = NULL, k.neighbors = 12,
-                            integrate = "mnn",
+                            integrate = "none",
                             epochs = NULL, dec = FALSE, device = "auto", n.threads = 1,
                             seed.use = 42, options = SEDROptions(), verbose = TRUE,
                             layers = NULL, features = NULL, scale.layer = NULL, assay = NULL, ...) {

@@ -124,7 +124,7 @@ seurat_coords <- function(object, coords, arg = "coords") {
 #'   object, warn).
 #' @export
 RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NULL, dims = NULL,
-                           k.neighbors = 12, coords = NULL, group.by = NULL, integrate = "mnn",
+                           k.neighbors = 12, coords = NULL, group.by = NULL, integrate = "none",
                            mode = c("clustering", "imputation"), epochs = NULL, dec = NULL,
                            device = "auto", n.threads = 1, seed.use = 42,
                            reduction.name = "sedr", reduction.key = "SEDR_", assay.name = "SEDR",
@@ -227,7 +227,7 @@ check_reduction_matrix <- function(emb, dims) {
 #' @export
 RunSEDR.SingleCellExperiment <- function(object, assay.type = "counts", features = NULL,
                                          use.dimred = NULL, dims = NULL, k.neighbors = 12,
-                                         coords = NULL, group.by = NULL, integrate = "mnn",
+                                         coords = NULL, group.by = NULL, integrate = "none",
                                          mode = c("clustering", "imputation"), epochs = NULL,
                                          dec = NULL, device = "auto", n.threads = 1, seed.use = 42,
                                          name = "SEDR", n.hvg = 2000, npcs = 200, min.spots = 50,

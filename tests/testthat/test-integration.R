@@ -151,9 +151,9 @@ test_that("the graph is block diagonal: the sections only share the model", {
   expect_false(isTRUE(all.equal(SeuratObject::Embeddings(one[[1]]), SeuratObject::Embeddings(two[[1]]))))
 })
 
-test_that("SEDRIntegration mixes the sections by default, and not with integrate = \"none\"", {
-  mixed <- run_int()
-  plain <- run_int(integrate = "none")
+test_that("SEDRIntegration mixes the sections with integrate = \"mnn\", and not by default", {
+  mixed <- run_int(integrate = "mnn")
+  plain <- run_int()
   expect_identical(SeuratObject::Misc(mixed[[1]])$params$integrate, "mnn")
   expect_gt(SeuratObject::Misc(mixed[[1]])$params$mnn.pairs, 0)
   expect_identical(SeuratObject::Misc(plain[[1]])$params$integrate, "none")
