@@ -268,6 +268,7 @@ main <- function() {
               Sys.getenv("SEDR_CLUSTER"), nclust, n_runs, train_key))
   cat("| dataset | seed | k | ARI | NMI | picked G | train s | cluster s | total s | cached |\n|---|---|---|---|---|---|---|---|---|---|\n")
   rows <- list()
+  curves <- list()
   for (s in sets) {
     d <- load_dataset(s)
     if (is.null(d)) { cat("skip", s$name, "(data folder absent)\n"); next }
@@ -281,6 +282,8 @@ main <- function() {
       cl <- do.call(SEDRClusters, c(list(res, n.clusters = n_cl, seed.use = seed, verbose = FALSE), cl_args))
       t_cl <- proc.time()[["elapsed"]] - t1
       m <- SpatialClusterMetrics(truth, cl)
+      curve <- attr(cl, "sedr_clusters_selection")
+      if (!is.null(curve)) curves[[length(curves) + 1]] <- cbind(dataset = s$name, seed = seed, G = s$G, curve)
       r <- data.frame(dataset = s$name, seed = seed, k = k, G = s$G, k_picked = nlevels(cl),
                       ARI = m[["ARI"]], NMI = m[["NMI"]], preprocess = tr$preprocess, train = tr$train,
                       cluster = t_cl, total = tr$run_total + t_cl, cached = tr$cached, tag = tag)
@@ -293,6 +296,7 @@ main <- function() {
   dir.create(out_dir, FALSE, TRUE)
   file <- file.path(out_dir, sprintf("domains-%s.csv", tag))
   utils::write.csv(tab, file, row.names = FALSE)
+  if (length(curves)) utils::write.csv(do.call(rbind, curves), sub("\\.csv$", "-curves.csv", file), row.names = FALSE)
   summarise_runs(tab, selection)
   cat(sprintf("per-run results: %s\n", file))
 }
