@@ -48,7 +48,22 @@
 #'
 #' @param object A `Seurat` object (after [RunSEDR()]), a
 #'   `SingleCellExperiment`, a `sedr_result`, or an embedding matrix.
-#' @param n.clusters Number of domains.
+#' @param n.clusters Number of domains; or, with `method = "mclust"`, a
+#'   range of numbers to choose from (e.g. `4:12`), or `NULL` for `2:15`:
+#'   the EEE mixture is fitted for each number (with the same start rule and
+#'   seed) and the one with the largest BIC is kept (mclust's criterion,
+#'   `2 * loglik - npar * log(n)`, where `npar = (G - 1) + G * p + p (p + 1) / 2`
+#'   for `p` embedding dimensions). The whole curve (`k`, `BIC`, `loglik`,
+#'   `model`, `chosen`) is stored: for a Seurat object in
+#'   `Misc(object, "sedr_clusters_selection")`, for a `SingleCellExperiment`
+#'   in `metadata(object)$sedr_clusters_selection`, for a matrix or
+#'   `sedr_result` as the attribute `"sedr_clusters_selection"` of the
+#'   returned factor. [SEDRClustersPlot()] draws it. On SEDR embeddings BIC
+#'   has so far grown up to the end of the range (DLPFC, STARmap and two
+#'   simulated tissues, 10 seeds each: never the annotated number;
+#'   `bench/README.md`), because the domains are not Gaussian blobs with one
+#'   shared covariance: give the number when it is known, and read the
+#'   curve for an elbow rather than trusting its maximum.
 #' @param method `"mclust"`, `"leiden"`, `"louvain"` or `"dec"`.
 #' @param reduction Reduction (Seurat) or `reducedDim` (SCE) holding the
 #'   embedding.
@@ -65,7 +80,17 @@
 #'   \[0, 1\], of each spot's neighbourhood mean against its own embedding
 #'   (0.5; 0: mclust's own start). Needs the spatial graph, so on a plain
 #'   matrix without `graph` the start uses the embedding itself.
-#' @param graph For `smooth > 0` or `init.smooth > 0` on a plain matrix: the spots x spots
+#' @param refine Spatial label refinement after clustering (as GraphST's
+#'   `refine_label`): `0` / `FALSE` none; `r` (or `TRUE` = 1) rounds in which
+#'   every spot takes the label held by most of its neighbours in the spatial
+#'   graph (the spot itself not counted; on a tie for the most votes it keeps
+#'   its own label). With the graph [RunSEDR()] stored, the neighbours are
+#'   each spot's `k.neighbors` nearest spots (12 by default), symmetrised.
+#'   All spots are updated at once in each round. Over 10 seeds on five
+#'   datasets (`bench/domains.R`) one round changed the median ARI by
+#'   -0.007 to +0.009 per dataset, inside the seed-to-seed spread, so it is
+#'   off by default.
+#' @param graph For `smooth > 0`, `init.smooth > 0` or `refine > 0` on a plain matrix: the spots x spots
 #'   adjacency, e.g. from [BuildSpatialGraph()]. Other inputs use the graph
 #'   that [RunSEDR()] stored.
 #' @param verbose Report which method produced the labels.
@@ -88,8 +113,8 @@
 #' table(SEDRClusters(res, n.clusters = 3))
 SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "louvain", "dec"),
                          reduction = "sedr", col.name = "sedr_clusters", seed.use = 2023,
-                         mclust.init.size = NULL, smooth = 0, init.smooth = 0.5, graph = NULL, verbose = TRUE,
-                         split.by = NULL, ...) {
+                         mclust.init.size = NULL, smooth = 0, init.smooth = 0.5, refine = 0, graph = NULL,
+                         verbose = TRUE, split.by = NULL, ...) {
   check_dots(...)
   method <- match_choice(method, c("mclust", "leiden", "louvain", "dec"), "method")
   split.by <- split.by %||% cohort_split_by(object, reduction)
@@ -125,14 +150,21 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
   }
   if (any(!is.finite(emb))) sedr_abort("has NA, NaN or Inf in the embedding.", arg = "object")
   if (method != "dec") {
-    n.clusters <- check_count(n.clusters, "n.clusters", min = 2)
-    if (n.clusters > nrow(emb)) {
-      sedr_abort(sprintf("(%d) exceeds the number of spots (%d).", n.clusters, nrow(emb)), arg = "n.clusters")
+    if (missing(n.clusters)) {
+      sedr_abort("is missing: give the number of domains, a range such as 4:12, or NULL to choose it by BIC.",
+                 arg = "n.clusters")
+    }
+    n.clusters <- check_n_clusters(n.clusters, nrow(emb))
+    if (length(n.clusters) > 1 && method != "mclust") {
+      sedr_abort("can be a range (or NULL) only with method = \"mclust\", which chooses by BIC; give one number.",
+                 arg = "n.clusters")
     }
   }
   if (method == "mclust" && !is.null(mclust.init.size)) {
-    mclust.init.size <- check_count(mclust.init.size, "mclust.init.size", min = n.clusters)
+    mclust.init.size <- check_count(mclust.init.size, "mclust.init.size", min = max(n.clusters))
   }
+  refine <- check_refine(refine)
+  if (refine > 0) graph <- check_graph(graph, nrow(emb), arg = "refine")
   smooth <- check_count(smooth, "smooth", min = 0)
   seed.use <- check_seed(seed.use)
   if (!is.numeric(init.smooth) || length(init.smooth) != 1 || is.na(init.smooth) || init.smooth < 0 || init.smooth > 1) {
@@ -143,8 +175,22 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
   init <- if (method == "mclust" && init.smooth > 0 && !is.null(graph)) {
     (1 - init.smooth) * emb + init.smooth * smooth_embedding(emb, graph, 1)
   }
+  selection <- NULL
   labels <- switch(method,
-    mclust = cluster_mclust(emb, n.clusters, seed.use, mclust.init.size, verbose, init = init),
+    mclust = if (length(n.clusters) == 1) {
+      cluster_mclust(emb, n.clusters, seed.use, mclust.init.size, verbose, init = init)
+    } else {
+      hc_cache <- new.env()
+      sel <- select_by_bic(n.clusters, function(G) {
+        cluster_mclust(emb, G, seed.use, mclust.init.size, FALSE, init = init, hc_cache = hc_cache)
+      })
+      selection <- sel$curve
+      if (verbose) {
+        cli::cli_inform(sprintf("Domains: mclust EEE, %d clusters, the largest BIC among %d-%d.",
+                                selection$k[selection$chosen], min(n.clusters), max(n.clusters)))
+      }
+      sel$labels
+    },
     leiden = ,
     louvain = cluster_graph(emb, n.clusters, method, seed.use, verbose),
     dec = {
@@ -152,15 +198,25 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
       factor(max.col(q, ties.method = "first"))
     }
   )
+  labels <- factor(as.character(labels), levels = levels(labels))  # drops the fit's attributes
   names(labels) <- rownames(emb)
+  labels <- refine_labels(labels, graph, refine)
   if (methods::is(object, "Seurat")) {
     object[[col.name]] <- labels
+    # Set (or, after a fixed number, clear) directly: Misc<- warns on overwrite.
+    misc <- methods::slot(object, "misc")
+    misc$sedr_clusters_selection <- selection
+    methods::slot(object, "misc") <- misc
     return(object)
   }
   if (methods::is(object, "SingleCellExperiment")) {
     SummarizedExperiment::colData(object)[[col.name]] <- labels
+    md <- S4Vectors_metadata(object)
+    md$sedr_clusters_selection <- selection
+    S4Vectors_metadata(object) <- md
     return(object)
   }
+  attr(labels, "sedr_clusters_selection") <- selection
   labels
 }
 
@@ -202,7 +258,7 @@ smooth_embedding <- function(emb, graph, steps) {
 # (no steadier, slower), and averaging the label-aligned posteriors of five
 # starts (no steadier, 2.8 s). With the smoothed start, 200 or 400 k-means
 # groups and the best of three starts gave the same spread; 50 groups a wider.
-cluster_mclust <- function(emb, G, seed, init.size, verbose, init = NULL, max.fit = 50000L) {
+cluster_mclust <- function(emb, G, seed, init.size, verbose, init = NULL, max.fit = 50000L, hc_cache = NULL) {
   x <- emb
   storage.mode(x) <- "double"
   fit_on <- NULL
@@ -213,7 +269,7 @@ cluster_mclust <- function(emb, G, seed, init.size, verbose, init = NULL, max.fi
         data <- data[fit_on, , drop = FALSE]
         if (!is.null(init)) init <- init[fit_on, , drop = FALSE]
       }
-      mclust_fit(data, G, model, init.size, init = init)
+      mclust_fit(data, G, model, init.size, init = init, hc_cache = hc_cache)
     }
     used <- "mclust EEE"
     data <- x
@@ -248,13 +304,21 @@ cluster_mclust <- function(emb, G, seed, init.size, verbose, init = NULL, max.fi
     } else {
       labels <- mclust::map(fit$z)
     }
+    # What BIC needs (select_by_bic); the k-means fallback has no likelihood.
+    fit_info <- if (used != "k-means") {
+      z <- fit$z
+      list(loglik = fit$loglik, model = fit$modelName, G = G, p = ncol(data), n = nrow(z),
+           entropy = -sum(z[z > 0] * log(z[z > 0])))
+    }
     if (used != "mclust EEE") {
       sedr_warn(sprintf("mclust EEE could not fit this embedding; labels come from %s.", used), kind = "mclust")
     } else if (verbose) {
       cli::cli_inform(sprintf("Domains: mclust EEE, %d clusters%s.", G,
                               if (is.null(fit_on)) "" else sprintf(" (fitted on %d spots, others predicted)", length(fit_on))))
     }
-    factor(labels, levels = sort(unique(labels)))
+    out <- factor(labels, levels = sort(unique(labels)))
+    attributes(out) <- c(attributes(out), fit_info)
+    out
   })
 }
 
@@ -275,12 +339,21 @@ cluster_mclust <- function(emb, G, seed, init.size, verbose, init = NULL, max.fi
 # package namespace must see those workers: they are imported.
 #' @importFrom mclust hcVVV meVVI mstepEEE mstepVVI estepEEE estepVVI
 #' @noRd
-mclust_fit <- function(data, G, model, init.size = NULL, groups = max(100L, 10L * G), init = NULL) {
+mclust_fit <- function(data, G, model, init.size = NULL, groups = max(100L, 10L * G), init = NULL,
+                       hc_cache = NULL) {
   n <- nrow(data)
   if (is.null(init)) init <- data
   hc_labels <- function(xs, partition = NULL) {
-    h <- if (is.null(partition)) mclust::hc(xs, modelName = "VVV", use = "SVD")
-         else mclust::hc(xs, modelName = "VVV", use = "SVD", partition = partition)
+    # The tree does not depend on G: when several G are fitted from the same
+    # seed (select_by_bic), the same data and partition give the same tree,
+    # so it is built once (`hc_cache`, an environment).
+    key <- paste(c(dim(xs), length(unique(partition)), sum(xs[seq_len(min(50L, nrow(xs))), ])), collapse = "/")
+    h <- if (!is.null(hc_cache)) hc_cache[[key]]
+    if (is.null(h)) {
+      h <- if (is.null(partition)) mclust::hc(xs, modelName = "VVV", use = "SVD")
+           else mclust::hc(xs, modelName = "VVV", use = "SVD", partition = partition)
+      if (!is.null(hc_cache)) hc_cache[[key]] <- h
+    }
     mclust::hclass(h, G)[, 1]
   }
   fit <- tryCatch(suppressWarnings({

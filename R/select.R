@@ -1,0 +1,164 @@
+# Helpers of SEDRClusters(): spatial label refinement, choosing the number of
+# domains by BIC, and the plot of that choice.
+
+# `refine`: FALSE / TRUE or a whole number of rounds >= 0, as an integer.
+check_refine <- function(refine) {
+  if (is.logical(refine) && length(refine) == 1 && !is.na(refine)) return(as.integer(refine))
+  if (!is.numeric(refine) || length(refine) != 1 || is.na(refine) || refine != round(refine) ||
+      refine < 0 || refine > 100) {
+    sedr_abort("must be FALSE, TRUE or a whole number of rounds between 0 and 100 (0: no refinement).",
+               arg = "refine")
+  }
+  as.integer(refine)
+}
+
+# `n.clusters`: one whole number >= 2 (returned as is), or a range of them to
+# choose from (sorted, unique, at least two values, each at most the number
+# of spots). NULL means `default.range`.
+check_n_clusters <- function(n.clusters, n.spots, default.range = 2:15) {
+  if (is.null(n.clusters)) n.clusters <- default.range[default.range <= n.spots]
+  ok <- is.numeric(n.clusters) && length(n.clusters) >= 1 && !anyNA(n.clusters) &&
+    all(is.finite(n.clusters)) && all(n.clusters == round(n.clusters))
+  if (!ok) {
+    sedr_abort("must be a whole number of domains (>= 2), a range of them such as 4:12, or NULL (choose among 2:15).",
+               arg = "n.clusters")
+  }
+  if (any(n.clusters < 2)) {
+    sedr_abort(sprintf("must be >= 2 (a domain count), but has %s.", paste(n.clusters[n.clusters < 2], collapse = ", ")),
+               arg = "n.clusters")
+  }
+  if (any(n.clusters > n.spots)) {
+    sedr_abort(sprintf("(%d) exceeds the number of spots (%d).", as.integer(max(n.clusters)), n.spots), arg = "n.clusters")
+  }
+  sort(unique(as.integer(n.clusters)))
+}
+
+# Majority vote of the spatial neighbours, `rounds` times (as GraphST's
+# refine_label, which votes among a spot's nearest spots). The neighbours are
+# the spot's neighbours in `graph` (the spot itself not counted): with
+# RunSEDR()'s graph, its `k.neighbors` nearest spots, symmetrised (at least k,
+# 12 by default). A spot takes the label most of its neighbours have; on a
+# tie for the most votes, and without neighbours, it keeps its own label.
+# Each round updates all spots at once, so the result does not depend on the
+# order of the spots.
+refine_labels <- function(labels, graph, rounds) {
+  if (rounds == 0) return(labels)
+  a <- check_graph(graph, length(labels), arg = "refine")
+  a <- methods::as(methods::as(a, "CsparseMatrix"), "generalMatrix")
+  a@x <- rep(1, length(a@x))
+  Matrix::diag(a) <- 0
+  a <- Matrix::drop0(a)
+  keep_names <- names(labels)
+  lev <- levels(labels)
+  lab <- as.integer(labels)
+  n <- length(lab)
+  for (r in seq_len(rounds)) {
+    onehot <- Matrix::sparseMatrix(i = seq_len(n), j = lab, x = 1, dims = c(n, length(lev)))
+    votes <- as.matrix(a %*% onehot)
+    best <- max.col(votes, ties.method = "first")
+    top <- votes[cbind(seq_len(n), best)]
+    tied <- rowSums(votes == top) > 1
+    new <- ifelse(tied | top == 0, lab, best)
+    if (identical(new, lab)) break
+    lab <- new
+  }
+  used <- sort(unique(lab))
+  out <- factor(lev[lab], levels = lev[used])
+  names(out) <- keep_names
+  out
+}
+
+# The graph as a spots x spots matrix, or a classed error naming `arg`.
+check_graph <- function(graph, n, arg) {
+  if (is.null(graph)) {
+    sedr_abort("needs the spatial graph: pass `graph = BuildSpatialGraph(coords)` for a plain matrix, or use the object RunSEDR() returned.",
+               arg = arg)
+  }
+  if (!methods::is(graph, "sparseMatrix") && !is.matrix(graph)) {
+    sedr_abort("must be a spots x spots adjacency matrix, e.g. from BuildSpatialGraph().", arg = "graph")
+  }
+  if (nrow(graph) != n || ncol(graph) != n) {
+    sedr_abort(sprintf("is %d x %d but the embedding has %d spots.", nrow(graph), ncol(graph), n), arg = "graph")
+  }
+  graph
+}
+
+# Free parameters of an mclust model with G components in p dimensions
+# (mclust's nMclustParams for the two models SEDRClusters fits).
+mclust_npar <- function(model, G, p) {
+  cov <- switch(model, EEE = p * (p + 1) / 2, VVI = G * p)
+  (G - 1) + G * p + cov
+}
+
+# mclust's BIC, 2 loglik - npar log(n) (larger is better), of one fit.
+mclust_bic <- function(loglik, model, G, p, n) 2 * loglik - mclust_npar(model, G, p) * log(n)
+
+# Fit every G in `range` and keep the one with the largest BIC. `fit_one(G)`
+# returns labels with attributes loglik, model, p and n (see cluster_mclust);
+# a G whose fit has no likelihood (the k-means fallback) gets BIC NA and is
+# not chosen unless nothing else fitted.
+select_by_bic <- function(range, fit_one) {
+  fits <- lapply(range, fit_one)
+  curve <- data.frame(
+    k = range,
+    BIC = vapply(fits, function(f) {
+      ll <- attr(f, "loglik")
+      if (is.null(ll)) NA_real_ else mclust_bic(ll, attr(f, "model"), attr(f, "G"), attr(f, "p"), attr(f, "n"))
+    }, 0),
+    loglik = vapply(fits, function(f) attr(f, "loglik") %||% NA_real_, 0),
+    entropy = vapply(fits, function(f) attr(f, "entropy") %||% NA_real_, 0),
+    model = vapply(fits, function(f) attr(f, "model") %||% "k-means", "")
+  )
+  best <- if (all(is.na(curve$BIC))) 1L else which.max(curve$BIC)
+  curve$chosen <- seq_len(nrow(curve)) == best
+  list(labels = fits[[best]], curve = curve)
+}
+
+#' Plot the choice of the number of domains
+#'
+#' Shows the BIC curve that [SEDRClusters()] computed when it was given a
+#' range of `n.clusters` (or `NULL`), with the chosen number marked. mclust's
+#' BIC is `2 * loglik - npar * log(n)`, larger is better.
+#'
+#' @param object A `Seurat` object or `SingleCellExperiment` after
+#'   `SEDRClusters(n.clusters = <range>)`, the factor that it returned for a
+#'   matrix or `sedr_result`, or the curve itself (a data frame with columns
+#'   `k`, `BIC` and `chosen`).
+#' @return A ggplot object.
+#' @export
+#' @examples
+#' sim <- SimulateSpatialTissue(n.rows = 12, n.cols = 12, n.genes = 200, n.domains = 3)
+#' res <- RunSEDR(sim$counts, coords = sim$coords, epochs = 30, dec = FALSE,
+#'                n.hvg = 100, npcs = 20, min.spots = 5, verbose = FALSE)
+#' cl <- SEDRClusters(res, n.clusters = 2:6, verbose = FALSE)
+#' SEDRClustersPlot(cl)
+SEDRClustersPlot <- function(object) {
+  curve <- clusters_selection(object)
+  if (is.null(curve)) {
+    sedr_abort("holds no choice of the number of domains; run SEDRClusters() with a range of n.clusters (e.g. 4:12) or NULL first.",
+               arg = "object")
+  }
+  best <- curve[curve$chosen, , drop = FALSE]
+  ggplot2::ggplot(curve, ggplot2::aes(x = !!as.name("k"), y = !!as.name("BIC"))) +
+    ggplot2::geom_line(na.rm = TRUE) +
+    ggplot2::geom_point(na.rm = TRUE) +
+    ggplot2::geom_vline(xintercept = best$k, linetype = "dashed", colour = "firebrick") +
+    ggplot2::geom_point(data = best, colour = "firebrick", size = 3, na.rm = TRUE) +
+    ggplot2::scale_x_continuous(breaks = curve$k) +
+    ggplot2::labs(x = "number of domains", y = "BIC (mclust EEE)",
+                  title = sprintf("Chosen: %d domains (largest BIC)", best$k)) +
+    ggplot2::theme_bw()
+}
+
+# The stored selection curve of any object SEDRClusters() returns, or NULL.
+clusters_selection <- function(object) {
+  curve <- if (is.data.frame(object)) object
+    else if (methods::is(object, "Seurat")) SeuratObject::Misc(object, slot = "sedr_clusters_selection")
+    else if (methods::is(object, "SingleCellExperiment")) S4Vectors_metadata(object)$sedr_clusters_selection
+    else attr(object, "sedr_clusters_selection")
+  if (is.null(curve)) return(NULL)
+  if (!is.data.frame(curve) || !all(c("k", "BIC", "chosen") %in% names(curve))) {
+    sedr_abort("must hold a curve with columns k, BIC and chosen, as SEDRClusters() stores.", arg = "object")
+  }
+  curve
+}

@@ -1,0 +1,136 @@
+# SEDRClusters(refine =), SEDRClusters(n.clusters = <range> / NULL) and
+# SEDRClustersPlot().
+
+# A 10 x 10 square grid, queen neighbours (radius 1.5), two halves.
+grid_case <- function() {
+  xy <- as.matrix(expand.grid(x = 1:10, y = 1:10))
+  rownames(xy) <- paste0("s", seq_len(nrow(xy)))
+  truth <- ifelse(xy[, "x"] <= 5, "A", "B")
+  list(xy = xy, truth = truth, graph = BuildSpatialGraph(xy, radius = 1.5))
+}
+
+test_that("refinement corrects a lone mislabeled spot and keeps a contiguous domain", {
+  g <- grid_case()
+  lone <- which(g$xy[, "x"] == 3 & g$xy[, "y"] == 5)
+  # An embedding in which the lone spot looks like domain B: mclust puts it there.
+  set.seed(5)
+  side <- ifelse(g$truth == "A", 0, 10)
+  side[lone] <- 10
+  emb <- cbind(side + rnorm(100, sd = 0.5), rnorm(100, sd = 0.5))
+  rownames(emb) <- rownames(g$xy)
+  raw <- SEDRClusters(emb, n.clusters = 2, graph = g$graph, verbose = FALSE)
+  expect_lt(unname(SpatialClusterMetrics(g$truth, raw)["ARI"]), 1)
+  expect_false(raw[lone] == raw[which(g$truth == "A")[1]])
+  ref <- SEDRClusters(emb, n.clusters = 2, graph = g$graph, refine = 1, verbose = FALSE)
+  expect_equal(unname(SpatialClusterMetrics(g$truth, ref)["ARI"]), 1)
+  expect_identical(names(ref), rownames(emb))
+  # TRUE means one round; more rounds leave a clean two-domain map alone.
+  expect_identical(SEDRClusters(emb, n.clusters = 2, graph = g$graph, refine = TRUE, verbose = FALSE), ref)
+  expect_identical(SEDRClusters(emb, n.clusters = 2, graph = g$graph, refine = 5, verbose = FALSE), ref)
+  # The border spots (5 of their 8 neighbours in their own half) are kept.
+  clean <- factor(g$truth)
+  names(clean) <- rownames(g$xy)
+  expect_identical(SEDR:::refine_labels(clean, g$graph, 3), clean)
+})
+
+test_that("refinement: a tie keeps the spot's own label, a majority does not", {
+  a <- Matrix::sparseMatrix(i = c(1, 1, 1, 1), j = 2:5, x = 1, dims = c(6, 6), symmetric = TRUE)
+  lab <- factor(c("C", "A", "A", "B", "B", "B"))
+  out <- SEDR:::refine_labels(lab, a, 1)
+  expect_identical(as.character(out[1]), "C")       # 2 A, 2 B: tie
+  expect_identical(as.character(out[6]), "B")       # no neighbours
+  expect_identical(as.character(out[2:5]), rep("C", 4))  # each has spot 1 as its only neighbour
+  lab[5] <- "A"
+  expect_identical(as.character(SEDR:::refine_labels(lab, a, 1)[1]), "A")  # 3 A, 1 B
+})
+
+sim <- SimulateSpatialTissue(n.rows = 20, n.cols = 20, n.genes = 200, n.domains = 4, seed = 3)
+res <- RunSEDR(sim$counts, coords = sim$coords, epochs = 60, dec = FALSE, n.hvg = 150, npcs = 30,
+               min.spots = 5, verbose = FALSE, device = "cpu", seed.use = 7)
+
+test_that("a range of n.clusters picks the true number by BIC and stores the curve", {
+  # Four Gaussian domains in 2 dimensions (the case BIC is made for).
+  set.seed(12)
+  g <- rep(1:4, times = c(80, 60, 40, 20))
+  centres <- matrix(c(0, 0, 12, 0, 0, 12, 12, 12), ncol = 2, byrow = TRUE)
+  emb <- centres[g, ] + matrix(rnorm(400), 200)
+  rownames(emb) <- paste0("s", 1:200)
+  cl <- SEDRClusters(emb, n.clusters = 2:8, verbose = FALSE)
+  curve <- attr(cl, "sedr_clusters_selection")
+  expect_s3_class(curve, "data.frame")
+  expect_identical(curve$k, 2:8)
+  expect_true(all(c("k", "BIC", "loglik", "model", "chosen") %in% names(curve)))
+  expect_equal(sum(curve$chosen), 1)
+  expect_equal(curve$k[curve$chosen], 4L)
+  expect_equal(nlevels(cl), 4L)
+  expect_equal(curve$BIC[curve$chosen], max(curve$BIC))
+  expect_equal(unname(SpatialClusterMetrics(g, cl)["ARI"]), 1)
+  # BIC = 2 loglik - npar log(n), EEE in p = 2 dimensions (mclust's own value).
+  expect_equal(curve$BIC, 2 * curve$loglik - ((curve$k - 1) + curve$k * 2 + 3) * log(200))
+  ref <- mclust::mclustBIC(emb, G = 4, modelNames = "EEE", verbose = FALSE)
+  expect_equal(curve$BIC[curve$k == 4], unname(ref[1, 1]), tolerance = 1e-4)
+  # The chosen fit is the one a fixed number gives.
+  fixed <- SEDRClusters(emb, n.clusters = 4, verbose = FALSE)
+  expect_null(attr(fixed, "sedr_clusters_selection"))
+  expect_identical(as.integer(cl), as.integer(fixed))
+  expect_message(SEDRClusters(emb, n.clusters = 2:8, verbose = TRUE), "largest BIC")
+  # NULL: the range 2:15; on an SEDR result the curve is stored the same way.
+  all_k <- SEDRClusters(res, n.clusters = NULL, verbose = FALSE)
+  expect_identical(attr(all_k, "sedr_clusters_selection")$k, 2:15)
+  expect_equal(nlevels(all_k), with(attr(all_k, "sedr_clusters_selection"), k[chosen]))
+})
+
+test_that("the curve is stored in a Seurat object and SEDRClustersPlot draws it", {
+  cl <- SEDRClusters(res, n.clusters = 3:6, verbose = FALSE)
+  p <- SEDRClustersPlot(cl)
+  expect_s3_class(p, "ggplot")
+  expect_identical(p$data$k, 3:6)
+  expect_s3_class(SEDRClustersPlot(attr(cl, "sedr_clusters_selection")), "ggplot")
+  expect_error(SEDRClustersPlot(SEDRClusters(res, n.clusters = 4, verbose = FALSE)),
+               class = "sedr_error_input", regexp = "object")
+  expect_error(SEDRClustersPlot(data.frame(a = 1)), class = "sedr_error_input", regexp = "object")
+
+  obj <- SimulationToSeurat(sim)
+  obj <- RunSEDR(obj, epochs = 20, dec = FALSE, n.hvg = 150, npcs = 30, min.spots = 5, verbose = FALSE,
+                 device = "cpu")
+  obj <- SEDRClusters(obj, n.clusters = 3:5, verbose = FALSE)
+  curve <- SeuratObject::Misc(obj, "sedr_clusters_selection")
+  expect_identical(curve$k, 3:5)
+  expect_equal(nlevels(obj$sedr_clusters), curve$k[curve$chosen])
+  expect_s3_class(SEDRClustersPlot(obj), "ggplot")
+  # A fixed number afterwards clears the stale curve.
+  obj <- SEDRClusters(obj, n.clusters = 4, verbose = FALSE)
+  expect_null(SeuratObject::Misc(obj, "sedr_clusters_selection"))
+})
+
+test_that("the curve is stored in a SingleCellExperiment's metadata", {
+  skip_if_not_installed("SingleCellExperiment")
+  sce <- SingleCellExperiment::SingleCellExperiment(assays = list(counts = sim$counts))
+  SingleCellExperiment::reducedDim(sce, "SEDR") <- res$embedding
+  methods::slot(sce, "metadata") <- list(SEDR = list(graph = res$graph))
+  sce <- SEDRClusters(sce, n.clusters = 3:5, verbose = FALSE)
+  curve <- methods::slot(sce, "metadata")$sedr_clusters_selection
+  expect_identical(curve$k, 3:5)
+  expect_s3_class(SEDRClustersPlot(sce), "ggplot")
+})
+
+test_that("bad n.clusters ranges and refine values are classed input errors", {
+  bad_k <- list(c(1, 3), c(0, 5), c(2.5, 4), c(2, NA), "4:12", c(2, Inf))
+  for (k in bad_k) {
+    expect_error(SEDRClusters(res, n.clusters = k, verbose = FALSE), class = "sedr_error_input",
+                 regexp = "n.clusters")
+  }
+  expect_error(SEDRClusters(res, n.clusters = c(2, nrow(res$embedding) + 1), verbose = FALSE),
+               class = "sedr_error_input", regexp = "n.clusters")
+  expect_error(SEDRClusters(res, n.clusters = 2:5, method = "louvain", verbose = FALSE),
+               class = "sedr_error_input", regexp = "n.clusters")
+  for (r in list(-1, 1.5, "yes", NA, c(1, 2), 1000)) {
+    expect_error(SEDRClusters(res, n.clusters = 4, refine = r, verbose = FALSE), class = "sedr_error_input",
+                 regexp = "refine")
+  }
+  # A plain matrix has no graph to refine over.
+  expect_error(SEDRClusters(res$embedding, n.clusters = 4, refine = 1, verbose = FALSE),
+               class = "sedr_error_input", regexp = "refine")
+  expect_error(SEDRClusters(res$embedding, n.clusters = 4, refine = 1, graph = res$graph[1:5, 1:5],
+                            verbose = FALSE), class = "sedr_error_input", regexp = "graph")
+})
