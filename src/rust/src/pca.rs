@@ -166,12 +166,12 @@ pub fn pca(x_col_major: &[f64], n: usize, g: usize, k: usize, seed: u64, threads
 
 /// A sparse n × g matrix in CSR form (rows = spots), borrowed: exactly the
 /// slots of R's genes × spots dgCMatrix (its CSC form).
-struct Csr<'a> {
-    indptr: &'a [i32],
-    indices: &'a [i32],
-    values: &'a [f64],
-    n: usize,
-    g: usize,
+pub struct Csr<'a> {
+    pub indptr: &'a [i32],
+    pub indices: &'a [i32],
+    pub values: &'a [f64],
+    pub n: usize,
+    pub g: usize,
 }
 
 /// Rows per block of the CPU kernels. Fixed (not derived from the thread
@@ -182,7 +182,7 @@ impl Csr<'_> {
     /// Checks the slots as they arrive from R: pointers start at 0, never
     /// decrease and end at nnz; gene indices are in range and strictly
     /// increasing within a spot (no duplicates); values are finite.
-    fn check(&self) -> Result<()> {
+    pub fn check(&self) -> Result<()> {
         let (indptr, indices, n, g) = (self.indptr, self.indices, self.n, self.g);
         let bad = |msg: &str| Err(SedrError::input("x", msg.to_string()));
         if indptr.len() != n + 1 || indptr.first() != Some(&0) {
@@ -210,7 +210,7 @@ impl Csr<'_> {
         Ok(())
     }
 
-    fn row(&self, i: usize) -> (&[i32], &[f64]) {
+    pub fn row(&self, i: usize) -> (&[i32], &[f64]) {
         let (a, b) = (self.indptr[i] as usize, self.indptr[i + 1] as usize);
         (&self.indices[a..b], &self.values[a..b])
     }
