@@ -197,23 +197,15 @@ check_device <- function(device) {
 }
 
 check_counts_values <- function(counts) {
-  # In blocks of entries, so the temporaries stay small at millions of spots.
-  nnz <- length(counts@x)
-  block <- 2^24
-  for (start in seq(1, max(nnz, 1), by = block)) {
-    x <- counts@x[seq.int(start, length.out = min(block, nnz - start + 1))]
-    if (anyNA(x) || any(!is.finite(x))) {
-      sedr_abort("contains NA, NaN or Inf counts; remove or fix them.", arg = "object")
-    }
-    if (any(x < 0)) sedr_abort("contains negative values; raw counts (>= 0) are needed.", arg = "object")
-    if (any(x != round(x))) {
-      sedr_abort("contains non-integer values; the built-in recipe needs raw counts. Pass normalised data through `reduction`, or round it.",
-                 arg = "object")
-    }
-    if (nnz > block) invisible(gc(verbose = FALSE, full = TRUE))
+  # One pass over the values in the Rust core (no per-entry temporaries).
+  pr <- unwrap_rust(.Call(wrap__sedr_count_problems, counts@p, counts@i, counts@x, nrow(counts)))
+  if (pr$non_finite) sedr_abort("contains NA, NaN or Inf counts; remove or fix them.", arg = "object")
+  if (pr$negative) sedr_abort("contains negative values; raw counts (>= 0) are needed.", arg = "object")
+  if (pr$non_integer) {
+    sedr_abort("contains non-integer values; the built-in recipe needs raw counts. Pass normalised data through `reduction`, or round it.",
+               arg = "object")
   }
-  rm(x)
-  zero <- which(Matrix::colSums(counts) == 0)
+  zero <- pr$empty + 1L
   if (length(zero)) {
     sedr_abort(sprintf("has %d spot(s) with no counts (e.g. \"%s\"); remove them first.",
                        length(zero), colnames(counts)[zero[1]]), arg = "object")

@@ -142,6 +142,24 @@ fn counts_view<'a>(p: &'a [i32], i: &'a [i32], x: &'a [f64], g: i32) -> Result<c
     Ok(csr)
 }
 
+/// The problems of a counts matrix's values (NA/NaN/Inf, negative,
+/// non-integer) and, when the values are fine, its spots without counts
+/// (0-based), for check_counts_values().
+/// @noRd
+#[extendr]
+fn sedr_count_problems(p: &[i32], i: &[i32], x: &[f64], g: i32) -> Robj {
+    guarded(|| {
+        let vp = crate::recipe::value_problems(x);
+        let empty: Vec<i32> = if vp.non_finite || vp.negative {
+            Vec::new()
+        } else {
+            let csr = counts_view(p, i, x, g)?;
+            crate::recipe::empty_spots(&csr).into_iter().map(|s| s as i32).collect()
+        };
+        Ok(list!(non_finite = vp.non_finite, negative = vp.negative, non_integer = vp.non_integer, empty = empty).into())
+    })
+}
+
 /// The recipe's first pass: per-gene detection, stored entries, sum and sum
 /// of squares; the gene filter; the spots' library sizes over kept genes.
 /// @noRd
@@ -376,6 +394,7 @@ extendr_module! {
     fn sedr_build_graph;
     fn sedr_pca;
     fn sedr_pca_sparse;
+    fn sedr_count_problems;
     fn sedr_recipe_stats;
     fn sedr_recipe_clipped;
     fn sedr_recipe_pca;

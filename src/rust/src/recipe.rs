@@ -29,6 +29,43 @@ pub fn check_counts(x: &Csr) -> Result<()> {
     Ok(())
 }
 
+/// What is wrong with the values of a counts matrix, for the R side's
+/// messages: any NA/NaN/Inf, any negative, any non-integer value.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ValueProblems {
+    pub non_finite: bool,
+    pub negative: bool,
+    pub non_integer: bool,
+}
+
+/// One pass over the values (in parallel chunks; the flags are order-free).
+pub fn value_problems(values: &[f64]) -> ValueProblems {
+    values
+        .par_chunks(1 << 16)
+        .map(|c| {
+            let mut p = ValueProblems::default();
+            for &v in c {
+                if !v.is_finite() {
+                    p.non_finite = true;
+                } else {
+                    p.negative |= v < 0.0;
+                    p.non_integer |= v.fract() != 0.0;
+                }
+            }
+            p
+        })
+        .reduce(ValueProblems::default, |a, b| ValueProblems {
+            non_finite: a.non_finite || b.non_finite,
+            negative: a.negative || b.negative,
+            non_integer: a.non_integer || b.non_integer,
+        })
+}
+
+/// Spots (0-based) without a nonzero count.
+pub fn empty_spots(x: &Csr) -> Vec<usize> {
+    (0..x.n).into_par_iter().filter(|&i| x.row(i).1.iter().all(|&v| v == 0.0)).collect()
+}
+
 /// Per-gene accumulators of `K` values, from `visit(acc, value)` called for
 /// every stored entry of the gene in spot order. The genes are split into
 /// one contiguous range per thread; within a spot, the entries of a range are
@@ -342,6 +379,20 @@ mod tests {
         assert!(select_cpm(&t.view(), &[0], &totals[..2]).is_err());
         let one = OwnedCsr { indptr: vec![0, 1], indices: vec![0], values: vec![1.0], n: 1, g: 1 };
         assert!(gene_moments(&one.view(), 1).is_err());
+    }
+
+    #[test]
+    fn finds_value_problems_and_empty_spots() {
+        assert_eq!(value_problems(&[0.0, 1.0, 7.0]), ValueProblems::default());
+        let p = value_problems(&[1.0, -2.0, 0.5, f64::NAN]);
+        assert!(p.non_finite && p.negative && p.non_integer);
+        let p = value_problems(&[1.0, f64::INFINITY]);
+        assert!(p.non_finite && !p.negative && !p.non_integer);
+        assert!(value_problems(&[3.0, -0.5]).negative && value_problems(&[3.0, -0.5]).non_integer);
+        // Spot 1 has only a stored zero, spot 3 nothing.
+        let x = OwnedCsr { indptr: vec![0, 1, 2, 3, 3], indices: vec![0, 1, 0], values: vec![2.0, 0.0, 1.0], n: 4, g: 2 };
+        assert_eq!(empty_spots(&x.view()), vec![1, 3]);
+        assert!(empty_spots(&toy().view()).is_empty());
     }
 
     #[test]
