@@ -430,7 +430,12 @@ fn sparse_impl(
         return Err(SedrError::input("scale", "must be finite and >= 0 (0 marks a constant gene)"));
     }
     let threads = threads.max(1);
-    let _threads = ThreadGuard::set(threads);
+    // libtorch runs single-threaded here; `threads` go to the sparse kernels
+    // (rayon). Its factorisations are small (g × l QRs, an l × g SVD) and on
+    // a busy 2-core machine libgomp's barriers in them made 2 threads 5-10x
+    // slower than 1 (bench/README.md, "Stages"); single-threaded libtorch
+    // also makes the PCA the same for every thread count on the CPU.
+    let _threads = ThreadGuard::set(if device == Device::Cpu { 1 } else { threads });
     let _grad = tch::no_grad_guard();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -595,6 +600,7 @@ mod tests {
         // with libtorch's sparse CSR products (the CUDA path) on the CPU.
         let two = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu).unwrap();
         assert_same(&two, &dense);
+        assert!(two.scores == sparse.scores && two.sdev == sparse.sdev && two.loadings == sparse.loadings);
         let again = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu).unwrap();
         assert!(again.scores == two.scores && again.sdev == two.sdev && again.loadings == two.loadings);
         let torch = sparse_impl(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, true).unwrap();
