@@ -164,6 +164,34 @@ pub fn pca(x_col_major: &[f64], n: usize, g: usize, k: usize, seed: u64, threads
     finish(u, s, v, k_i)
 }
 
+/// o += v·m, elementwise: the inner loop of the sparse products. With AVX2
+/// when the CPU has it (4 doubles per instruction instead of SSE2's 2; no
+/// FMA, so each product is rounded before the sum and the result is the
+/// same bits as the plain loop).
+#[inline]
+fn axpy(o: &mut [f64], v: f64, m: &[f64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { axpy_avx2(o, v, m) };
+            return;
+        }
+    }
+    axpy_plain(o, v, m);
+}
+
+#[inline(always)]
+fn axpy_plain(o: &mut [f64], v: f64, m: &[f64]) {
+    o.iter_mut().zip(m).for_each(|(o, m)| *o += v * m);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn axpy_avx2(o: &mut [f64], v: f64, m: &[f64]) {
+    axpy_plain(o, v, m);
+}
+
 /// A sparse n × g matrix in CSR form (rows = spots), borrowed: exactly the
 /// slots of R's genes × spots dgCMatrix (its CSC form).
 pub struct Csr<'a> {
@@ -221,8 +249,7 @@ impl Csr<'_> {
             for (r, o) in block.chunks_mut(l).enumerate() {
                 let (js, vs) = self.row(b * BLOCK + r);
                 for (&j, &v) in js.iter().zip(vs) {
-                    let mrow = &m[j as usize * l..(j as usize + 1) * l];
-                    o.iter_mut().zip(mrow).for_each(|(o, m)| *o += v * m);
+                    axpy(o, v, &m[j as usize * l..(j as usize + 1) * l]);
                 }
             }
         });
@@ -254,8 +281,7 @@ impl Csr<'_> {
                         let qrow = &qb[(i - start) * l..(i - start + 1) * l];
                         let (js, vs) = self.row(i);
                         for (&j, &v) in js.iter().zip(vs) {
-                            let a = &mut acc[j as usize * l..(j as usize + 1) * l];
-                            a.iter_mut().zip(qrow).for_each(|(a, q)| *a += v * q);
+                            axpy(&mut acc[j as usize * l..(j as usize + 1) * l], v, qrow);
                         }
                     }
                     acc
