@@ -222,23 +222,15 @@ check_device <- function(device) {
 }
 
 check_counts_values <- function(counts) {
-  # In blocks of entries, so the temporaries stay small at millions of spots.
-  nnz <- length(counts@x)
-  block <- 2^24
-  for (start in seq(1, max(nnz, 1), by = block)) {
-    x <- counts@x[seq.int(start, length.out = min(block, nnz - start + 1))]
-    if (anyNA(x) || any(!is.finite(x))) {
-      sedr_abort("contains NA, NaN or Inf counts; remove or fix them.", arg = "object")
-    }
-    if (any(x < 0)) sedr_abort("contains negative values; raw counts (>= 0) are needed.", arg = "object")
-    if (any(x != round(x))) {
-      sedr_abort("contains non-integer values; the built-in recipe needs raw counts. Pass normalised data through `reduction`, or round it.",
-                 arg = "object")
-    }
-    if (nnz > block) invisible(gc(verbose = FALSE, full = TRUE))
+  # One pass over the values in the Rust core (no per-entry temporaries).
+  pr <- unwrap_rust(.Call(wrap__sedr_count_problems, counts@p, counts@i, counts@x, nrow(counts)))
+  if (pr$non_finite) sedr_abort("contains NA, NaN or Inf counts; remove or fix them.", arg = "object")
+  if (pr$negative) sedr_abort("contains negative values; raw counts (>= 0) are needed.", arg = "object")
+  if (pr$non_integer) {
+    sedr_abort("contains non-integer values; the built-in recipe needs raw counts. Pass normalised data through `reduction`, or round it.",
+               arg = "object")
   }
-  rm(x)
-  zero <- which(Matrix::colSums(counts) == 0)
+  zero <- pr$empty + 1L
   if (length(zero)) {
     sedr_abort(sprintf("has %d spot(s) with no counts (e.g. \"%s\"); remove them first.",
                        length(zero), colnames(counts)[zero[1]]), arg = "object")
@@ -290,14 +282,25 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
                  options = options, dec = dec)
   }
 
-  # 1. Model input. Clustering: the sparse recipe and a sparse PCA (the
-  # spots x genes matrix is never dense). Imputation trains on the scaled
-  # genes themselves, which are dense.
+  # 1. Model input. Clustering: the sparse recipe (native: its passes in the
+  # Rust core, see .preprocess_native) and a sparse PCA (the spots x genes
+  # matrix is never dense). Imputation trains on the scaled genes themselves,
+  # which are dense (the R recipe).
   t0 <- tic()
   prep <- NULL
   if (is.null(input)) {
     check_counts_values(counts)
     dense <- mode == "imputation"
+    if (mode == "clustering") npcs <- check_count(npcs, "npcs", min = 2)
+    recipe <- function(counts, n.hvg, min.spots, min.counts) {
+      if (!dense && .native_recipe()) {
+        .preprocess_native(counts, n.hvg = n.hvg, min.spots = min.spots, min.counts = min.counts,
+                           npcs = npcs, seed = seed, n.threads = n.threads)
+      } else {
+        .preprocess_counts(counts, n.hvg = n.hvg, min.spots = min.spots, min.counts = min.counts,
+                           dense = dense)
+      }
+    }
     if (!is.null(features)) {
       features <- unique(as.character(features))
       unknown <- setdiff(features, rownames(counts))
@@ -306,24 +309,24 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
       }
       if (length(features) < 2) sedr_abort("needs at least 2 genes.", arg = "features")
       counts <- counts[features, , drop = FALSE]
-      prep <- .preprocess_counts(counts, n.hvg = length(features), min.spots = 0, min.counts = 0, dense = dense)
+      prep <- recipe(counts, n.hvg = length(features), min.spots = 0, min.counts = 0)
     } else {
       n.hvg <- check_count(n.hvg, "n.hvg", min = 2)
-      prep <- .preprocess_counts(counts, n.hvg = n.hvg, min.spots = min.spots, min.counts = min.counts,
-                                 dense = dense)
+      prep <- recipe(counts, n.hvg = n.hvg, min.spots = min.spots, min.counts = min.counts)
     }
     rm(counts)
     if (mode == "clustering") {
-      npcs <- check_count(npcs, "npcs", min = 2)
-      # Give the recipe's temporaries back before the Rust core allocates
-      # outside R's heap (GBs at a million spots).
-      if (n >= 1e5) invisible(gc(verbose = FALSE))
-      pcs <- sedr_pca_sparse(prep$norm, center = prep$center,
-                             scale = ifelse(prep$constant, 0, prep$scale), npcs = npcs,
-                             seed = seed, device = "cpu", n.threads = n.threads)
-      prep$norm <- NULL
-      x <- pcs$scores
-      rm(pcs)
+      if (is.null(prep$pcs)) {
+        # Give the recipe's temporaries back before the Rust core allocates
+        # outside R's heap (GBs at a million spots).
+        if (n >= 1e5) invisible(gc(verbose = FALSE))
+        prep$pcs <- sedr_pca_sparse(prep$norm, center = prep$center,
+                                    scale = ifelse(prep$constant, 0, prep$scale), npcs = npcs,
+                                    seed = seed, device = "cpu", n.threads = n.threads)
+        prep$norm <- NULL
+      }
+      x <- prep$pcs$scores
+      prep$pcs <- NULL
       say("Preprocessed %d spots: %d genes, %d PCs.", n, length(prep$features), ncol(x))
     } else {
       x <- prep$scaled

@@ -75,11 +75,29 @@
     sedr_abort("needs at least 2 spots (columns) to estimate gene variances.",
                arg = "counts")
   }
-  n_genes <- nrow(counts)
-
   # Row moments from the nonzeros only.
   mu <- Matrix::rowSums(counts) / n_spots
   sum_sq <- .row_sums_by_block(counts, function(v, rows) v^2)
+  clipped <- function(sd_expected) {
+    vmax <- sqrt(n_spots)
+    .row_sums_by_block(counts, function(v, rows) {
+      sd <- sd_expected[rows]
+      z <- pmin((v - mu[rows]) / sd, vmax)
+      z[!(sd > 0)] <- 0
+      z^2
+    })
+  }
+  .vst_rank(rownames(counts), n_spots, mu, sum_sq, .row_stored(counts),
+            clipped, n = n)
+}
+
+# The VST from per-gene sums over the stored entries, shared by the R recipe
+# and the native one (whose sparse passes are in the Rust core): `mu` the
+# mean counts, `sum_sq` the sums of squares, `stored` the stored entries per
+# gene, and `clipped(sd_expected)` the sums over the stored entries of
+# min(z, sqrt(N))^2 with z = (x - mean) / sd_expected (0 where sd is 0).
+.vst_rank <- function(genes, n_spots, mu, sum_sq, stored, clipped, n) {
+  n_genes <- length(genes)
   variance <- pmax((sum_sq - n_spots * mu^2) / (n_spots - 1), 0)
 
   not_const <- variance > 0
@@ -102,16 +120,10 @@
   sd_expected <- sqrt(var_expected)
 
   # Standardised variance: the sum over spots of min(z, sqrt(N))^2 with
-  # z = (x - mean) / sd_expected. Nonzeros are summed explicitly; every
+  # z = (x - mean) / sd_expected. Stored entries are summed explicitly; every
   # zero contributes (mean / sd)^2 (z is negative, so the clip never binds).
-  vmax <- sqrt(n_spots)
-  nz_sum <- .row_sums_by_block(counts, function(v, rows) {
-    sd <- sd_expected[rows]
-    z <- pmin((v - mu[rows]) / sd, vmax)
-    z[!(sd > 0)] <- 0
-    z^2
-  })
-  n_zero <- n_spots - .row_stored(counts)
+  nz_sum <- clipped(sd_expected)
+  n_zero <- n_spots - stored
   zero_z2 <- ifelse(sd_expected > 0, (mu / sd_expected)^2, 0)
   var_std <- (nz_sum + n_zero * zero_z2) / (n_spots - 1)
   var_std[sd_expected == 0] <- 0
@@ -123,9 +135,9 @@
   table <- data.frame(
     mean = mu, variance = variance, variance.expected = var_expected,
     variance.standardized = var_std, rank = rank,
-    row.names = rownames(counts)
+    row.names = genes
   )
-  top <- rownames(counts)[ord[seq_len(min(n, n_genes))]]
+  top <- genes[ord[seq_len(min(n, n_genes))]]
   attr(top, "table") <- table
   top
 }
@@ -289,4 +301,83 @@
   scl <- attr(scaled, "scale")
   attr(scaled, "center") <- attr(scaled, "scale") <- NULL
   list(scaled = scaled, features = features, center = center, scale = scl)
+}
+
+# The recipe's default path: the same recipe as .preprocess_counts() with
+# its sparse passes in the Rust core (gene filter, library sizes, the VST's
+# moments and clipped sums, CPM of the selected genes, their moments) and
+# only the VST's loess fit over genes in R, followed by the sparse PCA of
+# the implicitly scaled CPM (sedr_pca_sparse's). The CPM is built in Rust
+# and never returned, so R holds no copy of the counts but the input.
+# Returns .preprocess_counts(dense = FALSE)'s fields but `norm`, plus `pcs`
+# (scores, sdev, loadings as sedr_pca_sparse()). The R recipe stays the
+# reference (tests compare both) and is used for imputation, which needs
+# the dense scaled genes; options(SEDR.recipe = "r") selects it everywhere.
+.preprocess_native <- function(counts, n.hvg = 2000, min.spots = 50,
+                               min.counts = 10, npcs = 200, seed = 1L,
+                               n.threads = 1L, device = "cpu") {
+  n.hvg <- .check_whole(n.hvg, "n.hvg", min = 1)
+  min.spots <- .check_whole(min.spots, "min.spots", min = 0)
+  .check_number(min.counts, "min.counts")
+  counts <- .as_dgc(counts)
+  if (is.null(rownames(counts))) {
+    sedr_abort("must have row names (gene names).", arg = "counts")
+  }
+  n <- ncol(counts)
+  if (n < 2L) {
+    sedr_abort("needs at least 2 spots (columns) to estimate gene variances.",
+               arg = "counts")
+  }
+  g <- nrow(counts)
+  threads <- as.integer(n.threads)
+  st <- unwrap_rust(.Call(wrap__sedr_recipe_stats, counts@p, counts@i,
+                          counts@x, g, as.double(min.spots),
+                          as.double(min.counts), threads))
+  keep <- which(st$keep)
+  if (length(keep) < 2L) {
+    sedr_abort(paste0("only ", length(keep), " of ", g,
+                      " genes are detected in >= ",
+                      format(min.spots, scientific = FALSE), " spots with >= ",
+                      format(min.counts, scientific = FALSE),
+                      " counts; at least 2 are needed. ",
+                      "Lower `min.spots` or `min.counts`."),
+               arg = "features")
+  }
+  sel <- keep
+  if (length(keep) > n.hvg) {
+    mu <- st$sum[keep] / n
+    clipped <- function(sd_expected) {
+      mu_all <- sd_all <- numeric(g)
+      mu_all[keep] <- mu
+      sd_all[keep] <- sd_expected
+      unwrap_rust(.Call(wrap__sedr_recipe_clipped, counts@p, counts@i,
+                        counts@x, g, mu_all, sd_all, threads))[keep]
+    }
+    hvg <- .vst_rank(rownames(counts)[keep], n, mu, st$sum_sq[keep],
+                     st$stored[keep], clipped, n = n.hvg)
+    sel <- keep[attr(hvg, "table")$rank <= n.hvg]
+  }
+  features <- rownames(counts)[sel]
+  npcs <- min(npcs, n - 1L, length(sel))
+  res <- unwrap_rust(.Call(wrap__sedr_recipe_pca, counts@p, counts@i,
+                           counts@x, g, as.integer(sel - 1L), st$totals,
+                           as.integer(npcs), as.integer(seed), threads,
+                           device))
+  scores <- res$scores
+  res$scores <- NULL
+  dim(scores) <- c(n, npcs)
+  dimnames(scores) <- list(colnames(counts), paste0("PC_", seq_len(npcs)))
+  loadings <- matrix(res$loadings, nrow = length(sel))
+  dimnames(loadings) <- list(features, paste0("PC_", seq_len(npcs)))
+  center <- stats::setNames(res$center, features)
+  scl <- stats::setNames(res$scale, features)
+  constant <- stats::setNames(res$constant, features)
+  list(features = features, center = center, scale = scl, constant = constant,
+       pcs = list(scores = scores, sdev = res$sdev / sqrt(n - 1),
+                  loadings = loadings))
+}
+
+# TRUE unless options(SEDR.recipe = "r") selects the R reference recipe.
+.native_recipe <- function() {
+  !identical(getOption("SEDR.recipe"), "r")
 }

@@ -11,7 +11,8 @@
 # --train also runs RunSEDR(epochs = 5, dec = FALSE) (per-epoch time; the
 # memory guard may refuse it, which is then reported).
 #
-# The counts come from a fast sparse generator below, not from
+# The counts come from a fast sparse generator (simulate_sparse() in
+# bench/common.R), not from
 # SimulateSpatialTissue(): that one builds a dense genes x spots matrix of
 # expected counts (16 GB in doubles at 1M x 2000). Here the lattice and the
 # layered domains are the same kind (hexagonal, Visium spacing, curved bands
@@ -34,59 +35,7 @@ density <- as.numeric(flag("density", "0.05"))
 sizes <- suppressWarnings(as.numeric(args[!startsWith(args, "--")]))
 sizes <- sizes[is.finite(sizes)]
 
-simulate_sparse <- function(n, n_genes = 2000, n_domains = 7, density = 0.05,
-                            markers = 20, seed = 1) {
-  set.seed(seed)
-  cols <- ceiling(sqrt(n))
-  r <- (seq_len(n) - 1L) %/% cols
-  c <- (seq_len(n) - 1L) %% cols
-  x <- 100 * (c + 0.5 * (r %% 2))
-  y <- 100 * r * sqrt(3) / 2
-  height <- max(y) + 100
-  layer <- y + 0.5 * height / n_domains * sin(2 * pi * x / (max(x) + 100) + 1)
-  dom <- as.integer(ceiling(rank(layer, ties.method = "first") * n_domains / n))
-  by_dom <- split(seq_len(n), factor(dom, levels = seq_len(n_domains)))
-  nd <- lengths(by_dom)
-
-  # Detection rate per gene and domain; markers up in their domain.
-  rate <- stats::runif(n_genes, 0.2, 1.8) * density
-  p <- matrix(rate, n_genes, n_domains)
-  mk <- matrix(sample.int(n_genes, markers * n_domains), markers)
-  for (d in seq_len(n_domains)) p[mk[, d], d] <- pmin(0.9, 4 * p[mk[, d], d])
-  m <- matrix(stats::rbinom(n_genes * n_domains, rep(nd, each = n_genes), p), n_genes, n_domains)
-  per_gene <- rowSums(m)
-  nnz <- sum(per_gene)
-  if (nnz >= .Machine$integer.max) stop("too many nonzeros for a dgCMatrix")
-
-  # Spots of each gene (CSC of spots x genes), sorted within the gene.
-  ii <- integer(nnz)
-  pos <- 0
-  for (g in seq_len(n_genes)) {
-    idx <- vector("list", n_domains)
-    for (d in seq_len(n_domains)) idx[[d]] <- by_dom[[d]][sample.int(nd[d], m[g, d])]
-    idx <- sort.int(unlist(idx, use.names = FALSE))
-    ii[pos + seq_along(idx)] <- idx - 1L
-    pos <- pos + length(idx)
-  }
-  level <- stats::rlnorm(n_genes, 0, 0.8)
-  depth <- stats::rlnorm(n, 0, 0.3)
-  vals <- 1 + stats::rpois(nnz, rep.int(level, per_gene) * depth[ii + 1L])
-  spots <- paste0("spot", seq_len(n))
-  genes <- paste0("gene", seq_len(n_genes))
-  sg <- new("dgCMatrix", i = ii, p = c(0L, as.integer(cumsum(per_gene))), x = as.double(vals),
-            Dim = c(as.integer(n), as.integer(n_genes)), Dimnames = list(spots, genes))
-  rm(ii, vals)
-  counts <- Matrix::t(sg)  # genes x spots
-  rm(sg)
-  coords <- cbind(x = x, y = y)
-  rownames(coords) <- spots
-  empty <- which(diff(counts@p) == 0)
-  if (length(empty)) {  # (vanishingly rare) spots without counts: drop them
-    counts <- counts[, -empty, drop = FALSE]
-    coords <- coords[-empty, , drop = FALSE]
-  }
-  list(counts = counts, coords = coords, domain = dom)
-}
+source(file.path("bench", "common.R"))  # simulate_sparse()
 
 status_mb <- function(field) {
   st <- readLines("/proc/self/status")
@@ -140,16 +89,24 @@ run_child <- function(n) {
   nnz <- length(counts@x)
   seed <- 42L
 
-  # The default preprocessing of RunSEDR(mode = "clustering"), stage by stage.
+  # The default preprocessing of RunSEDR(mode = "clustering"), stage by stage
+  # (options(SEDR.recipe = "r"): the R reference recipe).
   pca_s <- NA_real_
   prep <- stage({
     ns$check_counts_values(counts)
-    p <- ns$.preprocess_counts(counts, n.hvg = 2000, min.spots = 50, min.counts = 10, dense = FALSE)
-    if (n >= 1e5) invisible(gc(verbose = FALSE))  # as run_sedr() does
-    t0 <- proc.time()[["elapsed"]]
-    pcs <- ns$sedr_pca_sparse(p$norm, center = p$center, scale = ifelse(p$constant, 0, p$scale),
-                              npcs = 200, seed = seed, device = "cpu", n.threads = threads)
-    pca_s <- proc.time()[["elapsed"]] - t0
+    if (ns$.native_recipe()) {
+      # CPM and PCA in one Rust call: no separate PCA time (NA).
+      p <- ns$.preprocess_native(counts, n.hvg = 2000, min.spots = 50, min.counts = 10,
+                                 npcs = 200, seed = seed, n.threads = threads)
+      pcs <- p$pcs
+    } else {
+      p <- ns$.preprocess_counts(counts, n.hvg = 2000, min.spots = 50, min.counts = 10, dense = FALSE)
+      if (n >= 1e5) invisible(gc(verbose = FALSE))  # as run_sedr() does
+      t0 <- proc.time()[["elapsed"]]
+      pcs <- ns$sedr_pca_sparse(p$norm, center = p$center, scale = ifelse(p$constant, 0, p$scale),
+                                npcs = 200, seed = seed, device = "cpu", n.threads = threads)
+      pca_s <- proc.time()[["elapsed"]] - t0
+    }
     list(features = length(p$features), dims = ncol(pcs$scores), finite = all(is.finite(pcs$scores)))
   })
   rm(p, pcs)  # made in this frame by the stage's expression

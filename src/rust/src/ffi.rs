@@ -132,6 +132,94 @@ fn sedr_pca_sparse(p: &[i32], i: &[i32], x: &[f64], n: i32, g: i32, center: &[f6
     })
 }
 
+/// The counts' slots (genes × spots dgCMatrix = CSR of spots × genes),
+/// checked: well-formed, finite, >= 0.
+fn counts_view<'a>(p: &'a [i32], i: &'a [i32], x: &'a [f64], g: i32) -> Result<crate::pca::Csr<'a>> {
+    let g = usize::try_from(g).map_err(|_| SedrError::input("object", "has a negative number of genes"))?;
+    let n = p.len().checked_sub(1).ok_or_else(|| SedrError::input("object", "has malformed column pointers"))?;
+    let csr = crate::pca::Csr { indptr: p, indices: i, values: x, n, g };
+    crate::recipe::check_counts(&csr)?;
+    Ok(csr)
+}
+
+/// The problems of a counts matrix's values (NA/NaN/Inf, negative,
+/// non-integer) and, when the values are fine, its spots without counts
+/// (0-based), for check_counts_values().
+/// @noRd
+#[extendr]
+fn sedr_count_problems(p: &[i32], i: &[i32], x: &[f64], g: i32) -> Robj {
+    guarded(|| {
+        let vp = crate::recipe::value_problems(x);
+        let empty: Vec<i32> = if vp.non_finite || vp.negative {
+            Vec::new()
+        } else {
+            let csr = counts_view(p, i, x, g)?;
+            crate::recipe::empty_spots(&csr).into_iter().map(|s| s as i32).collect()
+        };
+        Ok(list!(non_finite = vp.non_finite, negative = vp.negative, non_integer = vp.non_integer, empty = empty).into())
+    })
+}
+
+/// The recipe's first pass: per-gene detection, stored entries, sum and sum
+/// of squares; the gene filter; the spots' library sizes over kept genes.
+/// @noRd
+#[extendr]
+fn sedr_recipe_stats(p: &[i32], i: &[i32], x: &[f64], g: i32, min_spots: f64, min_counts: f64, threads: i32) -> Robj {
+    guarded(|| {
+        let csr = counts_view(p, i, x, g)?;
+        if !(min_spots.is_finite() && min_counts.is_finite()) {
+            return Err(SedrError::input("min.spots", "`min.spots` and `min.counts` must be finite"));
+        }
+        let threads = threads.max(1) as usize;
+        let (s, keep, totals) = crate::recipe::with_pool(threads, || {
+            let s = crate::recipe::gene_stats(&csr, threads);
+            let keep = crate::recipe::filter_genes(&s, min_spots, min_counts);
+            let totals = crate::recipe::spot_totals(&csr, &keep);
+            (s, keep, totals)
+        })?;
+        Ok(list!(detected = s.detected, stored = s.stored, sum = s.sum, sum_sq = s.sum_sq, keep = keep, totals = totals).into())
+    })
+}
+
+/// The VST's clipped sums over the stored entries, per gene, given the
+/// counts' means `mu` and the fitted sds `sd` (0: gene not scored).
+/// @noRd
+#[extendr]
+fn sedr_recipe_clipped(p: &[i32], i: &[i32], x: &[f64], g: i32, mu: &[f64], sd: &[f64], threads: i32) -> Robj {
+    guarded(|| {
+        let csr = counts_view(p, i, x, g)?;
+        if mu.len() != csr.g || sd.len() != csr.g {
+            return Err(SedrError::input("mu", "`mu` and `sd` need one value per gene"));
+        }
+        let threads = threads.max(1) as usize;
+        let out = crate::recipe::with_pool(threads, || crate::recipe::clipped_sums(&csr, mu, sd, threads))?;
+        Ok(Robj::from(out))
+    })
+}
+
+/// CPM of the selected genes (`selected`: 0-based, increasing), their
+/// moments and the sparse PCA of their z-scores.
+/// @noRd
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn sedr_recipe_pca(p: &[i32], i: &[i32], x: &[f64], g: i32, selected: &[i32], totals: &[f64], k: i32, seed: i32, threads: i32, device: &str) -> Robj {
+    guarded(|| {
+        let dev = parse_device(device)?;
+        let csr = counts_view(p, i, x, g)?;
+        let sel = to_usize(selected, "features")?;
+        let r = crate::recipe::recipe_pca(&csr, &sel, totals, k.max(0) as usize, seed as u32 as u64, threads.max(1) as usize, dev)?;
+        Ok(list!(
+            scores = r.pca.scores,
+            sdev = r.pca.sdev,
+            loadings = r.pca.loadings,
+            center = r.moments.center,
+            scale = r.moments.scale,
+            constant = r.moments.constant
+        )
+        .into())
+    })
+}
+
 fn params_from_list(mode: &str, opts: List) -> Result<Params> {
     let mut p = Params::for_mode(Mode::parse(mode)?);
     for (name, v) in opts.iter() {
@@ -314,6 +402,10 @@ extendr_module! {
     fn sedr_build_graph;
     fn sedr_pca;
     fn sedr_pca_sparse;
+    fn sedr_count_problems;
+    fn sedr_recipe_stats;
+    fn sedr_recipe_clipped;
+    fn sedr_recipe_pca;
     fn sedr_trainer_new;
     fn sedr_trainer_step;
     fn sedr_trainer_output;

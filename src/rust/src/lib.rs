@@ -4,6 +4,7 @@
 //! * [`model`], [`loss`], [`negatives`], [`kmeans`], [`train`]: the SEDR model
 //!   and its trainer on libtorch (tch), CPU or CUDA.
 //! * [`pca`]: seeded randomized PCA on libtorch.
+//! * [`recipe`]: the preprocessing recipe's sparse passes (filter, VST, CPM, moments).
 //! * `ffi` (feature `r`): the extendr glue, the only code that knows about R.
 
 pub mod batches;
@@ -17,6 +18,7 @@ pub mod model;
 pub mod negatives;
 pub mod params;
 pub mod pca;
+pub mod recipe;
 pub mod rng;
 pub mod synth;
 pub mod train;

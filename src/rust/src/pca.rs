@@ -164,14 +164,42 @@ pub fn pca(x_col_major: &[f64], n: usize, g: usize, k: usize, seed: u64, threads
     finish(u, s, v, k_i)
 }
 
+/// o += v·m, elementwise: the inner loop of the sparse products. With AVX2
+/// when the CPU has it (4 doubles per instruction instead of SSE2's 2; no
+/// FMA, so each product is rounded before the sum and the result is the
+/// same bits as the plain loop).
+#[inline]
+fn axpy(o: &mut [f64], v: f64, m: &[f64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { axpy_avx2(o, v, m) };
+            return;
+        }
+    }
+    axpy_plain(o, v, m);
+}
+
+#[inline(always)]
+fn axpy_plain(o: &mut [f64], v: f64, m: &[f64]) {
+    o.iter_mut().zip(m).for_each(|(o, m)| *o += v * m);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn axpy_avx2(o: &mut [f64], v: f64, m: &[f64]) {
+    axpy_plain(o, v, m);
+}
+
 /// A sparse n × g matrix in CSR form (rows = spots), borrowed: exactly the
 /// slots of R's genes × spots dgCMatrix (its CSC form).
-struct Csr<'a> {
-    indptr: &'a [i32],
-    indices: &'a [i32],
-    values: &'a [f64],
-    n: usize,
-    g: usize,
+pub struct Csr<'a> {
+    pub indptr: &'a [i32],
+    pub indices: &'a [i32],
+    pub values: &'a [f64],
+    pub n: usize,
+    pub g: usize,
 }
 
 /// Rows per block of the CPU kernels. Fixed (not derived from the thread
@@ -182,7 +210,7 @@ impl Csr<'_> {
     /// Checks the slots as they arrive from R: pointers start at 0, never
     /// decrease and end at nnz; gene indices are in range and strictly
     /// increasing within a spot (no duplicates); values are finite.
-    fn check(&self) -> Result<()> {
+    pub fn check(&self) -> Result<()> {
         let (indptr, indices, n, g) = (self.indptr, self.indices, self.n, self.g);
         let bad = |msg: &str| Err(SedrError::input("x", msg.to_string()));
         if indptr.len() != n + 1 || indptr.first() != Some(&0) {
@@ -210,7 +238,7 @@ impl Csr<'_> {
         Ok(())
     }
 
-    fn row(&self, i: usize) -> (&[i32], &[f64]) {
+    pub fn row(&self, i: usize) -> (&[i32], &[f64]) {
         let (a, b) = (self.indptr[i] as usize, self.indptr[i + 1] as usize);
         (&self.indices[a..b], &self.values[a..b])
     }
@@ -221,8 +249,7 @@ impl Csr<'_> {
             for (r, o) in block.chunks_mut(l).enumerate() {
                 let (js, vs) = self.row(b * BLOCK + r);
                 for (&j, &v) in js.iter().zip(vs) {
-                    let mrow = &m[j as usize * l..(j as usize + 1) * l];
-                    o.iter_mut().zip(mrow).for_each(|(o, m)| *o += v * m);
+                    axpy(o, v, &m[j as usize * l..(j as usize + 1) * l]);
                 }
             }
         });
@@ -254,8 +281,7 @@ impl Csr<'_> {
                         let qrow = &qb[(i - start) * l..(i - start + 1) * l];
                         let (js, vs) = self.row(i);
                         for (&j, &v) in js.iter().zip(vs) {
-                            let a = &mut acc[j as usize * l..(j as usize + 1) * l];
-                            a.iter_mut().zip(qrow).for_each(|(a, q)| *a += v * q);
+                            axpy(&mut acc[j as usize * l..(j as usize + 1) * l], v, qrow);
                         }
                     }
                     acc
@@ -430,7 +456,12 @@ fn sparse_impl(
         return Err(SedrError::input("scale", "must be finite and >= 0 (0 marks a constant gene)"));
     }
     let threads = threads.max(1);
-    let _threads = ThreadGuard::set(threads);
+    // libtorch runs single-threaded here; `threads` go to the sparse kernels
+    // (rayon). Its factorisations are small (g × l QRs, an l × g SVD) and on
+    // a busy 2-core machine libgomp's barriers in them made 2 threads 5-10x
+    // slower than 1 (bench/README.md, "Stages"); single-threaded libtorch
+    // also makes the PCA the same for every thread count on the CPU.
+    let _threads = ThreadGuard::set(if device == Device::Cpu { 1 } else { threads });
     let _grad = tch::no_grad_guard();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -595,6 +626,7 @@ mod tests {
         // with libtorch's sparse CSR products (the CUDA path) on the CPU.
         let two = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu).unwrap();
         assert_same(&two, &dense);
+        assert!(two.scores == sparse.scores && two.sdev == sparse.sdev && two.loadings == sparse.loadings);
         let again = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu).unwrap();
         assert!(again.scores == two.scores && again.sdev == two.sdev && again.loadings == two.loadings);
         let torch = sparse_impl(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, true).unwrap();

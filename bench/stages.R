@@ -1,0 +1,94 @@
+# Stage times and peak RSS of the default workflow, RunSEDR() (defaults,
+# CPU) then SEDRClusters(mclust), on DLPFC 151673 and simulated tissues.
+# Each run is a fresh R process, so its peak RSS (VmHWM at the end: the
+# whole process, R + libtorch + data) is its own. Prints a markdown table of
+# medians (and ranges) over the runs, with the load average before and after.
+#
+#   Rscript bench/stages.R [--runs=3] [--threads=1,2] [--data=151673,20000]
+#                          [--recipe=native|r]
+#
+# --data: "151673" (../shared/data/dlpfc_151673, or $SEDR_DATA) or a number
+# of spots for simulate_sparse() (bench/common.R; 2000 genes, density 0.05).
+# --recipe=r runs the R reference recipe (options(SEDR.recipe = "r")), the
+# preprocessing before the native one. Seeds 2023, 2024, ... per run.
+args <- commandArgs(trailingOnly = TRUE)
+flag <- function(name, default) {
+  hit <- grep(paste0("^--", name, "="), args, value = TRUE)
+  if (length(hit)) sub(paste0("^--", name, "="), "", hit[1]) else default
+}
+source(file.path("bench", "common.R"))
+runs <- as.integer(flag("runs", "3"))
+threads <- as.integer(strsplit(flag("threads", "1,2"), ",")[[1]])
+datasets <- strsplit(flag("data", "151673,20000"), ",")[[1]]
+recipe <- flag("recipe", "native")
+
+# One run in this process: prints "STAGES|read|preprocess|graph|train|mclust|total|peak MB|spots|genes".
+run_child <- function(data, n_threads, seed) {
+  suppressPackageStartupMessages(library(SEDR))
+  options(SEDR.recipe = recipe)
+  t0 <- proc.time()[["elapsed"]]
+  if (data == "151673") {
+    d <- read_dataset(data_dir("dlpfc_151673"))
+    if (is.null(d)) stop("DLPFC 151673 not found under ", data_dir(""))
+  } else {
+    d <- simulate_sparse(as.numeric(data))
+  }
+  counts <- d$counts
+  coords <- d$coords[colnames(counts), , drop = FALSE]
+  rm(d)
+  read_s <- proc.time()[["elapsed"]] - t0
+  t1 <- proc.time()[["elapsed"]]
+  res <- RunSEDR(counts, coords = coords, device = "cpu", n.threads = n_threads,
+                 seed.use = seed, verbose = FALSE)
+  t2 <- proc.time()[["elapsed"]]
+  cl <- SEDRClusters(res, n.clusters = 7, verbose = FALSE)
+  t3 <- proc.time()[["elapsed"]]
+  tm <- res$timings
+  cat(sprintf("STAGES|%.2f|%.2f|%.2f|%.2f|%.2f|%.2f|%.0f|%d|%d\n", read_s, tm[["preprocess"]],
+              tm[["graph"]], tm[["train"]], t3 - t2, t3 - t1, peak_rss_mb(), ncol(counts),
+              nrow(counts)))
+}
+
+if ("--child" %in% args) {
+  run_child(flag("one", ""), as.integer(flag("t", "1")), as.integer(flag("seed", "2023")))
+  quit(save = "no")
+}
+
+load_avg <- function() {
+  if (!file.exists("/proc/loadavg")) return(NA_character_)
+  paste(strsplit(readLines("/proc/loadavg"), " ")[[1]][1:3], collapse = " ")
+}
+script <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])
+cat(sprintf("SEDR stages: RunSEDR defaults (CPU) + SEDRClusters(mclust, 7); recipe %s; %d runs; host %s, %d cores, SEDR %s\n",
+            recipe, runs, Sys.info()[["nodename"]], parallel::detectCores(),
+            format(utils::packageVersion("SEDR"))))
+cat(sprintf("load average before: %s\n\n", load_avg()))
+cat("| data | spots | threads | read s | preprocess s | graph s | train s | mclust s | RunSEDR + mclust s | peak RSS MB |\n")
+cat("|---|---|---|---|---|---|---|---|---|---|\n")
+fmt <- function(v, digits = 2) {
+  r <- range(v)
+  sprintf("%.*f (%.*f–%.*f)", digits, stats::median(v), digits, r[1], digits, r[2])
+}
+for (data in datasets) {
+  for (t in threads) {
+    rows <- list()
+    for (r in seq_len(runs)) {
+      out <- system2("Rscript", c("--no-init-file", shQuote(script), "--child", paste0("--one=", data),
+                                  paste0("--t=", t), paste0("--seed=", 2022 + r),
+                                  paste0("--recipe=", recipe)),
+                     stdout = TRUE, stderr = TRUE)
+      hit <- grep("^STAGES\\|", out, value = TRUE)
+      if (!length(hit)) {
+        cat(sprintf("| %s | failed: %s |\n", data, paste(utils::tail(out, 3), collapse = " / ")))
+        next
+      }
+      rows[[length(rows) + 1]] <- as.numeric(strsplit(hit[1], "|", fixed = TRUE)[[1]][-1])
+    }
+    if (!length(rows)) next
+    m <- do.call(rbind, rows)
+    cat(sprintf("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", data,
+                format(m[1, 8], big.mark = ",", scientific = FALSE), t, fmt(m[, 1]), fmt(m[, 2]),
+                fmt(m[, 3]), fmt(m[, 4]), fmt(m[, 5]), fmt(m[, 6]), fmt(m[, 7], 0)))
+  }
+}
+cat(sprintf("\nload average after: %s\n", load_avg()))

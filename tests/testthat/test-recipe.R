@@ -1,0 +1,120 @@
+# The native recipe (sparse passes in the Rust core) against the R reference
+# recipe (.preprocess_counts + sedr_pca_sparse): the same genes, moments and
+# principal components.
+
+# The R recipe's result in the native recipe's shape.
+reference_recipe <- function(counts, n.hvg, min.spots, min.counts, npcs, seed) {
+  ref <- .preprocess_counts(counts, n.hvg = n.hvg, min.spots = min.spots,
+                            min.counts = min.counts, dense = FALSE)
+  ref$pcs <- sedr_pca_sparse(ref$norm, ref$center,
+                             ifelse(ref$constant, 0, ref$scale), npcs, seed = seed)
+  ref$norm <- NULL
+  ref
+}
+
+# Components agree up to a sign per component (both paths fix the sign the
+# same way, but the test does not rely on it).
+expect_same_pcs <- function(a, b, tol = 1e-6) {
+  expect_equal(dimnames(a$scores), dimnames(b$scores))
+  expect_equal(dimnames(a$loadings), dimnames(b$loadings))
+  expect_equal(a$sdev, b$sdev, tolerance = tol)
+  s <- sign(colSums(a$loadings * b$loadings))
+  expect_true(all(s != 0))
+  scale <- max(abs(a$scores))
+  expect_lt(max(abs(a$scores - sweep(b$scores, 2, s, `*`))) / scale, tol)
+  expect_lt(max(abs(a$loadings - sweep(b$loadings, 2, s, `*`))), tol)
+}
+
+expect_same_recipe <- function(nat, ref, tol = 1e-6) {
+  expect_identical(nat$features, ref$features)
+  expect_equal(nat$center, ref$center, tolerance = 1e-12)
+  expect_equal(nat$scale, ref$scale, tolerance = 1e-12)
+  expect_identical(nat$constant, ref$constant)
+  expect_same_pcs(nat$pcs, ref$pcs, tol = tol)
+}
+
+test_that("the native recipe matches the R recipe on a simulated tissue", {
+  sim <- SimulateSpatialTissue(n.rows = 30, n.cols = 30, n.genes = 400, seed = 3)
+  args <- list(n.hvg = 150, min.spots = 20, min.counts = 10)
+  ref <- do.call(reference_recipe, c(list(sim$counts), args, npcs = 30, seed = 7))
+  nat <- do.call(.preprocess_native, c(list(sim$counts), args, npcs = 30, seed = 7))
+  expect_length(nat$features, 150)
+  expect_same_recipe(nat, ref)
+  # Every gene kept (fewer genes than n.hvg), and the exact-SVD branch.
+  ref_all <- reference_recipe(sim$counts, 5000, 20, 10, npcs = 30, seed = 7)
+  nat_all <- .preprocess_native(sim$counts, n.hvg = 5000, min.spots = 20,
+                                min.counts = 10, npcs = 30, seed = 7)
+  expect_gt(length(nat_all$features), 150)
+  expect_same_recipe(nat_all, ref_all)
+  # The same bits for 1 and 2 threads (the CPU kernels are deterministic and
+  # libtorch runs single-threaded in the PCA), and when repeated.
+  two <- do.call(.preprocess_native, c(list(sim$counts), args, npcs = 30, seed = 7,
+                                       n.threads = 2))
+  expect_identical(two, nat)
+  expect_identical(do.call(.preprocess_native, c(list(sim$counts), args, npcs = 30, seed = 7)), nat)
+})
+
+test_that("the native recipe treats stored zeros as the R recipe", {
+  sim <- SimulateSpatialTissue(n.rows = 20, n.cols = 20, n.genes = 200, seed = 5)
+  x <- sim$counts
+  # A stored zero (explicit zeros count as stored, not as detected).
+  x@x[which(x@x > 0)[3]] <- 0
+  ref <- reference_recipe(x, 60, 10, 10, npcs = 12, seed = 2)
+  nat <- .preprocess_native(x, n.hvg = 60, min.spots = 10, min.counts = 10,
+                            npcs = 12, seed = 2)
+  expect_same_recipe(nat, ref)
+})
+
+test_that("the native recipe rejects bad input with classed errors", {
+  sim <- SimulateSpatialTissue(n.rows = 10, n.cols = 10, n.genes = 120, seed = 1)
+  x <- sim$counts
+  x@x[1] <- -1
+  expect_error(.preprocess_native(x, n.hvg = 20, min.spots = 5, npcs = 5),
+               "negative", class = "sedr_error_input")
+  x@x[1] <- NA
+  expect_error(.preprocess_native(x, n.hvg = 20, min.spots = 5, npcs = 5),
+               class = "sedr_error_input")
+  expect_error(.preprocess_native(sim$counts, min.spots = 1e6, npcs = 5),
+               "`features`", class = "sedr_error_input")
+  expect_error(.preprocess_native(sim$counts, n.hvg = 0), "`n.hvg`")
+  no_names <- sim$counts
+  rownames(no_names) <- NULL
+  expect_error(.preprocess_native(no_names), "row names", class = "sedr_error_input")
+  # Malformed slots never reach the kernels.
+  bad <- sim$counts
+  bad@i[1] <- 10000L
+  res <- .Call(wrap__sedr_recipe_stats, bad@p, bad@i, bad@x, nrow(bad), 0, 0, 1L)
+  expect_null(res$ok)
+  expect_identical(res$kind, "input")
+})
+
+test_that("RunSEDR gives the same embedding with the native and the R recipe", {
+  sim <- SimulateSpatialTissue(n.rows = 15, n.cols = 15, n.genes = 200, seed = 2)
+  run <- function() {
+    RunSEDR(sim$counts, coords = sim$coords, epochs = 5, dec = FALSE, n.hvg = 80,
+            npcs = 20, min.spots = 5, device = "cpu", verbose = FALSE)
+  }
+  nat <- run()
+  old <- options(SEDR.recipe = "r")
+  on.exit(options(old))
+  ref <- run()
+  expect_identical(nat$features, ref$features)
+  expect_equal(nat$embedding, ref$embedding, tolerance = 1e-5)
+})
+
+test_that("the native recipe matches the R recipe on DLPFC 151673", {
+  roots <- c(Sys.getenv("SEDR_DATA"), test_path("..", "..", "..", "shared", "data"))
+  dir <- file.path(roots[nzchar(roots)], "dlpfc_151673")
+  dir <- dir[file.exists(file.path(dir, "counts.mtx.gz"))]
+  skip_if(!length(dir), "DLPFC 151673 not available (../shared/data)")
+  dir <- dir[1]
+  counts <- methods::as(Matrix::readMM(gzfile(file.path(dir, "counts.mtx.gz"))), "CsparseMatrix")
+  genes <- utils::read.delim(gzfile(file.path(dir, "genes.tsv.gz")))
+  spots <- utils::read.delim(gzfile(file.path(dir, "spots.tsv.gz")))
+  dimnames(counts) <- list(make.unique(as.character(genes[[1]])), spots[[1]])
+  ref <- reference_recipe(counts, 2000, 50, 10, npcs = 200, seed = 11)
+  nat <- .preprocess_native(counts, n.hvg = 2000, min.spots = 50, min.counts = 10,
+                            npcs = 200, seed = 11, n.threads = 2)
+  expect_length(nat$features, 2000)
+  expect_same_recipe(nat, ref)
+})
