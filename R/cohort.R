@@ -28,6 +28,10 @@
 #' trains with `n.threads` threads, so a run uses up to
 #' `workers x n.threads` cores: on a laptop use `n.threads = 1` with as many
 #' workers as cores (a warning says when a local engine asks for more).
+#' `MulticoreParam` forks this R session: once the session has trained with
+#' `n.threads > 1`, libtorch's OpenMP (libgomp) threads do not survive the
+#' fork and a forked worker that uses them can wait forever; use `SnowParam`
+#' (new processes) in such a session.
 #'
 #' **Seeds.** Section `s` is trained with the seed
 #' `FNV-1a-32("<seed.use>/<s>") mod (2^31 - 1)`: the 32-bit FNV-1a hash of

@@ -149,12 +149,16 @@ fn counts_view<'a>(p: &'a [i32], i: &'a [i32], x: &'a [f64], g: i32) -> Result<c
 #[extendr]
 fn sedr_count_problems(p: &[i32], i: &[i32], x: &[f64], g: i32) -> Robj {
     guarded(|| {
-        let vp = crate::recipe::value_problems(x);
+        // On a local pool, as every entry point: rayon's global pool has no
+        // threads in a process forked after it started (MulticoreParam), and
+        // a parallel call there waits forever.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let vp = crate::recipe::with_pool(threads, || crate::recipe::value_problems(x))?;
         let empty: Vec<i32> = if vp.non_finite || vp.negative {
             Vec::new()
         } else {
             let csr = counts_view(p, i, x, g)?;
-            crate::recipe::empty_spots(&csr).into_iter().map(|s| s as i32).collect()
+            crate::recipe::with_pool(threads, || crate::recipe::empty_spots(&csr))?.into_iter().map(|s| s as i32).collect()
         };
         Ok(list!(non_finite = vp.non_finite, negative = vp.negative, non_integer = vp.non_integer, empty = empty).into())
     })
