@@ -108,6 +108,11 @@ SEDRCohortSeeds <- function(seed.use, sections) {
   stats::setNames(seeds, sections)
 }
 
+# The RunSEDR() arguments every section's worker receives, as the methods
+# name them.
+cohort_arg_names <- c("features", "k.neighbors", "mode", "epochs", "dec", "device", "n.threads",
+                      "n.hvg", "npcs", "min.spots", "min.counts", "options")
+
 # 32-bit FNV-1a hash of a string's UTF-8 bytes, as a double in [0, 2^32).
 # Exact in double precision: the product with the FNV prime 2^24 + 403 is
 # taken modulo 2^32 in two parts that stay below 2^53.

@@ -253,6 +253,28 @@
   list(center = center, scale = scl, constant = const)
 }
 
+# At least 2 genes must pass the filter of either recipe.
+.check_kept_genes <- function(kept, total, min.spots, min.counts) {
+  if (kept < 2L) {
+    sedr_abort(paste0("only ", kept, " of ", total,
+                      " genes are detected in >= ",
+                      format(min.spots, scientific = FALSE), " spots with >= ",
+                      format(min.counts, scientific = FALSE),
+                      " counts; at least 2 are needed. ",
+                      "Lower `min.spots` or `min.counts`."),
+               arg = "features")
+  }
+}
+
+# The counts for either recipe: a dgCMatrix with gene names.
+.recipe_counts <- function(counts) {
+  counts <- .as_dgc(counts)
+  if (is.null(rownames(counts))) {
+    sedr_abort("must have row names (gene names).", arg = "counts")
+  }
+  counts
+}
+
 # filter -> CPM -> HVG (on the raw counts of the kept genes) -> scale the
 # CPM of the HVGs. Columns of `scaled` keep the original gene order, as
 # subsetting an AnnData by a boolean mask does in the reference recipe.
@@ -264,21 +286,10 @@
   n.hvg <- .check_whole(n.hvg, "n.hvg", min = 1)
   min.spots <- .check_whole(min.spots, "min.spots", min = 0)
   .check_number(min.counts, "min.counts")
-  counts <- .as_dgc(counts)
-  if (is.null(rownames(counts))) {
-    sedr_abort("must have row names (gene names).", arg = "counts")
-  }
+  counts <- .recipe_counts(counts)
   filtered <- .filter_genes(counts, min.spots = min.spots,
                             min.counts = min.counts)
-  if (nrow(filtered) < 2L) {
-    sedr_abort(paste0("only ", nrow(filtered), " of ", nrow(counts),
-                      " genes are detected in >= ",
-                      format(min.spots, scientific = FALSE), " spots with >= ",
-                      format(min.counts, scientific = FALSE),
-                      " counts; at least 2 are needed. ",
-                      "Lower `min.spots` or `min.counts`."),
-               arg = "features")
-  }
+  .check_kept_genes(nrow(filtered), nrow(counts), min.spots, min.counts)
   # Library sizes over all kept genes (normalize_total before the HVG
   # subset), so only the selected genes' CPM is ever built.
   totals <- Matrix::colSums(filtered)
@@ -319,10 +330,7 @@
   n.hvg <- .check_whole(n.hvg, "n.hvg", min = 1)
   min.spots <- .check_whole(min.spots, "min.spots", min = 0)
   .check_number(min.counts, "min.counts")
-  counts <- .as_dgc(counts)
-  if (is.null(rownames(counts))) {
-    sedr_abort("must have row names (gene names).", arg = "counts")
-  }
+  counts <- .recipe_counts(counts)
   n <- ncol(counts)
   if (n < 2L) {
     sedr_abort("needs at least 2 spots (columns) to estimate gene variances.",
@@ -334,15 +342,7 @@
                           counts@x, g, as.double(min.spots),
                           as.double(min.counts), threads))
   keep <- which(st$keep)
-  if (length(keep) < 2L) {
-    sedr_abort(paste0("only ", length(keep), " of ", g,
-                      " genes are detected in >= ",
-                      format(min.spots, scientific = FALSE), " spots with >= ",
-                      format(min.counts, scientific = FALSE),
-                      " counts; at least 2 are needed. ",
-                      "Lower `min.spots` or `min.counts`."),
-               arg = "features")
-  }
+  .check_kept_genes(length(keep), g, min.spots, min.counts)
   sel <- keep
   if (length(keep) > n.hvg) {
     mu <- st$sum[keep] / n

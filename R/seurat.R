@@ -157,10 +157,7 @@ RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NU
     sections <- cohort_sections(object[[]], split.by)
     BPPARAM <- check_bpparam(BPPARAM)
     co <- cohort_fit(counts, input, xy, sections,
-                     args = list(features = features, k.neighbors = k.neighbors, mode = mode,
-                                 epochs = epochs, dec = dec, device = device, n.threads = n.threads,
-                                 n.hvg = n.hvg, npcs = npcs, min.spots = min.spots,
-                                 min.counts = min.counts, options = options),
+                     args = mget(cohort_arg_names, envir = environment()),
                      seed.use = seed.use, group.by = group.by, BPPARAM = BPPARAM, split.by = split.by,
                      key = reduction.key, verbose = verbose)
     object[[reduction.name]] <- SeuratObject::CreateDimReducObject(
@@ -278,10 +275,7 @@ RunSEDR.SingleCellExperiment <- function(object, assay.type = "counts", features
     BPPARAM <- check_bpparam(BPPARAM)
     if (!is.null(counts)) colnames(counts) <- cells
     co <- cohort_fit(counts, input, xy, sections,
-                     args = list(features = features, k.neighbors = k.neighbors, mode = mode,
-                                 epochs = epochs, dec = dec, device = device, n.threads = n.threads,
-                                 n.hvg = n.hvg, npcs = npcs, min.spots = min.spots,
-                                 min.counts = min.counts, options = options),
+                     args = mget(cohort_arg_names, envir = environment()),
                      seed.use = seed.use, group.by = group.by, BPPARAM = BPPARAM, split.by = split.by,
                      key = "SEDR_", verbose = verbose)
     SingleCellExperiment::reducedDim(object, name) <- co$embedding
