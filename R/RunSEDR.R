@@ -133,7 +133,7 @@ RunSEDR.default <- function(object, coords, features = NULL, k.neighbors = 12, g
     sedr_abort("is required for a matrix: a spots x 2 (or 3) numeric matrix with spot names as row names.",
                arg = "coords")
   }
-  mode <- match_mode(mode)
+  mode <- match_choice(mode, c("clustering", "imputation"), "mode")
   counts <- as_counts(object, coords)
   coords <- check_coords(coords)
   coords <- align_coords(coords, colnames(counts))
@@ -202,12 +202,6 @@ check_dots <- function(...) {
   }
 }
 
-match_mode <- function(mode) {
-  if (!is.character(mode) || !length(mode) || !mode[1] %in% c("clustering", "imputation")) {
-    sedr_abort("must be \"clustering\" or \"imputation\".", arg = "mode")
-  }
-  mode[1]
-}
 
 check_device <- function(device) {
   if (!is.character(device) || length(device) != 1 || is.na(device) ||
@@ -248,7 +242,7 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   tic <- function() proc.time()[["elapsed"]]
   say <- function(...) if (verbose) cli::cli_inform(sprintf(...))
   if (!inherits(options, "sedr_options")) sedr_abort("must be made by SEDROptions().", arg = "options")
-  integrate <- match_integrate(integrate)
+  integrate <- match_choice(integrate, c("none", "mnn"), "integrate")
   n.threads <- check_threads(n.threads)
   k.neighbors <- check_count(k.neighbors, "k.neighbors", min = 1)
   device <- check_device(device)

@@ -223,23 +223,31 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
 # The embedding averaged `steps` times over each spot and its neighbours:
 # rows of (D + I)^-1 (A + I) applied to it, a sparse product per step.
 smooth_embedding <- function(emb, graph, steps) {
-  if (is.null(graph)) {
-    sedr_abort("needs the spatial graph: pass `graph = BuildSpatialGraph(coords)` for a plain matrix, or use the object RunSEDR() returned.", arg = "smooth")
-  }
-  if (!methods::is(graph, "sparseMatrix") && !is.matrix(graph)) {
-    sedr_abort("must be a spots x spots adjacency matrix, e.g. from BuildSpatialGraph().", arg = "graph")
-  }
-  if (nrow(graph) != nrow(emb) || ncol(graph) != nrow(emb)) {
-    sedr_abort(sprintf("is %d x %d but the embedding has %d spots.", nrow(graph), ncol(graph), nrow(emb)), arg = "graph")
-  }
-  a <- methods::as(methods::as(graph, "CsparseMatrix"), "generalMatrix")
-  a@x <- rep(1, length(a@x))
+  a <- check_graph(graph, nrow(emb), arg = "smooth")
   a <- a + Matrix::Diagonal(nrow(a))
   a <- Matrix::Diagonal(x = 1 / Matrix::rowSums(a)) %*% a
   x <- emb
   for (i in seq_len(steps)) x <- as.matrix(a %*% x)
   dimnames(x) <- dimnames(emb)
   x
+}
+
+# The spatial graph as a sparse spots x spots matrix with unit weights, or a
+# classed error; a missing graph names `arg`, the option that needs it.
+check_graph <- function(graph, n, arg) {
+  if (is.null(graph)) {
+    sedr_abort("needs the spatial graph: pass `graph = BuildSpatialGraph(coords)` for a plain matrix, or use the object RunSEDR() returned.",
+               arg = arg)
+  }
+  if (!methods::is(graph, "sparseMatrix") && !is.matrix(graph)) {
+    sedr_abort("must be a spots x spots adjacency matrix, e.g. from BuildSpatialGraph().", arg = "graph")
+  }
+  if (nrow(graph) != n || ncol(graph) != n) {
+    sedr_abort(sprintf("is %d x %d but the embedding has %d spots.", nrow(graph), ncol(graph), n), arg = "graph")
+  }
+  a <- methods::as(methods::as(graph, "CsparseMatrix"), "generalMatrix")
+  a@x <- rep(1, length(a@x))
+  a
 }
 
 # mclust EEE (see ?SEDRClusters for the initialisation). mclust's default

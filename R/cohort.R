@@ -156,13 +156,6 @@ check_bpparam <- function(BPPARAM) {
   BPPARAM
 }
 
-check_on_error <- function(on.error) {
-  if (!is.character(on.error) || !length(on.error) || !on.error[1] %in% c("error", "warning")) {
-    sedr_abort("must be \"error\" or \"warning\".", arg = "on.error")
-  }
-  on.error[1]
-}
-
 # Checks of the arguments every section shares, in the calling session, so
 # that a bad argument is one immediate error rather than a failure of every
 # section on the workers.
@@ -178,7 +171,7 @@ check_cohort_args <- function(args, group.by, seed.use) {
   if (is.null(seed.use)) {
     sedr_abort("must be a number with split.by: each section's seed is derived from it.", arg = "seed.use")
   }
-  SEDRCohortSeeds(seed.use, "check")
+  check_seed(seed.use)
   if (!inherits(args$options, "sedr_options")) sedr_abort("must be made by SEDROptions().", arg = "options")
   check_count(args$n.threads, "n.threads", min = 1)
   check_count(args$k.neighbors, "k.neighbors", min = 1)

@@ -11,16 +11,6 @@
 # them. Measured against MNN edges in the graph and post-hoc correction of
 # the embedding in bench/README.md ("Integration").
 
-# Checks `integrate` and returns "mnn" or "none".
-match_integrate <- function(integrate) {
-  if (!is.character(integrate) || !length(integrate) || is.na(integrate[1]) ||
-      !integrate[1] %in% c("mnn", "none")) {
-    sedr_abort("must be \"mnn\" (mix the sections) or \"none\" (one model, sections left as they are).",
-               arg = "integrate")
-  }
-  integrate[1]
-}
-
 # `x` (spots x dims) with each section's mean subtracted.
 center_by_section <- function(x, group_int) {
   for (g in unique(group_int)) {
@@ -28,12 +18,6 @@ center_by_section <- function(x, group_int) {
     x[idx, ] <- sweep(x[idx, , drop = FALSE], 2, colMeans(x[idx, , drop = FALSE]), `-`)
   }
   x
-}
-
-# Mean of every spot and its graph neighbours.
-spatial_mean <- function(x, graph) {
-  a <- graph + Matrix::Diagonal(nrow(graph))
-  as.matrix(a %*% x) / Matrix::rowSums(a)
 }
 
 # Rows of the first `dims` columns scaled to unit length (cosine geometry).
@@ -89,9 +73,7 @@ correct_sections <- function(x, group_int, graph, k = 20L, dims = 30L, sigma = 0
   n_pairs <- 0L
   for (s in order_sec[-1]) {
     idx <- which(group_int == s)
-    xs <- x
-    for (i in seq_len(smooth)) xs <- spatial_mean(xs, graph)
-    xc <- cosine_rows(xs, dims)
+    xc <- cosine_rows(smooth_embedding(x, graph, smooth), dims)
     p <- mnn_between(xc, idx, merged, k)
     n_pairs <- n_pairs + nrow(p)
     if (nrow(p)) {

@@ -363,18 +363,10 @@
                            counts@x, g, as.integer(sel - 1L), st$totals,
                            as.integer(npcs), as.integer(seed), threads,
                            device))
-  scores <- res$scores
-  res$scores <- NULL
-  dim(scores) <- c(n, npcs)
-  dimnames(scores) <- list(colnames(counts), paste0("PC_", seq_len(npcs)))
-  loadings <- matrix(res$loadings, nrow = length(sel))
-  dimnames(loadings) <- list(features, paste0("PC_", seq_len(npcs)))
-  center <- stats::setNames(res$center, features)
-  scl <- stats::setNames(res$scale, features)
-  constant <- stats::setNames(res$constant, features)
-  list(features = features, center = center, scale = scl, constant = constant,
-       pcs = list(scores = scores, sdev = res$sdev / sqrt(n - 1),
-                  loadings = loadings))
+  list(features = features, center = stats::setNames(res$center, features),
+       scale = stats::setNames(res$scale, features),
+       constant = stats::setNames(res$constant, features),
+       pcs = pca_result(res, n, length(sel), npcs, colnames(counts), features))
 }
 
 # TRUE unless options(SEDR.recipe = "r") selects the R reference recipe.

@@ -44,8 +44,6 @@ check_n_clusters <- function(n.clusters, n.spots, default.range = 2:15) {
 refine_labels <- function(labels, graph, rounds) {
   if (rounds == 0) return(labels)
   a <- check_graph(graph, length(labels), arg = "refine")
-  a <- methods::as(methods::as(a, "CsparseMatrix"), "generalMatrix")
-  a@x <- rep(1, length(a@x))
   Matrix::diag(a) <- 0
   a <- Matrix::drop0(a)
   keep_names <- names(labels)
@@ -66,21 +64,6 @@ refine_labels <- function(labels, graph, rounds) {
   out <- factor(lev[lab], levels = lev[used])
   names(out) <- keep_names
   out
-}
-
-# The graph as a spots x spots matrix, or a classed error naming `arg`.
-check_graph <- function(graph, n, arg) {
-  if (is.null(graph)) {
-    sedr_abort("needs the spatial graph: pass `graph = BuildSpatialGraph(coords)` for a plain matrix, or use the object RunSEDR() returned.",
-               arg = arg)
-  }
-  if (!methods::is(graph, "sparseMatrix") && !is.matrix(graph)) {
-    sedr_abort("must be a spots x spots adjacency matrix, e.g. from BuildSpatialGraph().", arg = "graph")
-  }
-  if (nrow(graph) != n || ncol(graph) != n) {
-    sedr_abort(sprintf("is %d x %d but the embedding has %d spots.", nrow(graph), ncol(graph), n), arg = "graph")
-  }
-  graph
 }
 
 # Free parameters of an mclust model with G components in p dimensions

@@ -132,7 +132,7 @@ RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NU
                            options = SEDROptions(), verbose = TRUE, split.by = NULL, BPPARAM = NULL,
                            on.error = c("error", "warning"), ...) {
   check_dots(...)
-  mode <- match_mode(mode)
+  mode <- match_choice(mode, c("clustering", "imputation"), "mode")
   if (is.null(split.by) && !is.null(BPPARAM)) sedr_abort("needs split.by (one model per section).", arg = "BPPARAM")
   assay <- assay %||% SeuratObject::DefaultAssay(object)
   if (!is.character(assay) || length(assay) != 1 || !assay %in% SeuratObject::Assays(object)) {
@@ -153,7 +153,7 @@ RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NU
   }
   if (!is.null(split.by)) {
     # One model per section (cohort.R); everything is computed before the object changes.
-    on.error <- check_on_error(on.error)
+    on.error <- match_choice(on.error, c("error", "warning"), "on.error")
     sections <- cohort_sections(object[[]], split.by)
     BPPARAM <- check_bpparam(BPPARAM)
     co <- cohort_fit(counts, input, xy, sections,
@@ -231,7 +231,7 @@ RunSEDR.SingleCellExperiment <- function(object, assay.type = "counts", features
                                          min.counts = 10, options = SEDROptions(), verbose = TRUE,
                                          split.by = NULL, BPPARAM = NULL, on.error = c("error", "warning"), ...) {
   check_dots(...)
-  mode <- match_mode(mode)
+  mode <- match_choice(mode, c("clustering", "imputation"), "mode")
   if (is.null(split.by) && !is.null(BPPARAM)) sedr_abort("needs split.by (one model per section).", arg = "BPPARAM")
   cd <- as.data.frame(SummarizedExperiment::colData(object))
   cells <- colnames(object)
@@ -270,7 +270,7 @@ RunSEDR.SingleCellExperiment <- function(object, assay.type = "counts", features
   }
   if (!is.null(split.by)) {
     # One model per section (cohort.R); everything is computed before the object changes.
-    on.error <- check_on_error(on.error)
+    on.error <- match_choice(on.error, c("error", "warning"), "on.error")
     sections <- cohort_sections(cd, split.by, where = "colData")
     BPPARAM <- check_bpparam(BPPARAM)
     if (!is.null(counts)) colnames(counts) <- cells

@@ -54,11 +54,7 @@ sedr_pca <- function(x, npcs, seed, device = "cpu", n.threads = 1L) {
     wrap__sedr_pca, x, as.integer(nrow(x)), as.integer(ncol(x)), as.integer(npcs),
     as.integer(seed), as.integer(n.threads), device
   ))
-  scores <- matrix(res$scores, nrow = nrow(x))
-  dimnames(scores) <- list(rownames(x), paste0("PC_", seq_len(npcs)))
-  loadings <- matrix(res$loadings, nrow = ncol(x))
-  dimnames(loadings) <- list(colnames(x), paste0("PC_", seq_len(npcs)))
-  list(scores = scores, sdev = res$sdev / sqrt(max(1, nrow(x) - 1)), loadings = loadings)
+  pca_result(res, nrow(x), ncol(x), npcs, rownames(x), colnames(x))
 }
 
 # The same PCA for a sparse genes x spots matrix `x` (dgCMatrix), centred and
@@ -76,12 +72,18 @@ sedr_pca_sparse <- function(x, center, scale, npcs, seed, device = "cpu", n.thre
     as.double(center), as.double(scale), as.integer(npcs), as.integer(seed),
     as.integer(n.threads), device
   ))
+  pca_result(res, n, g, npcs, colnames(x), rownames(x))
+}
+
+# The PCA the Rust core returned (scores, loadings, singular values) as
+# list(scores = n spots x npcs, sdev, loadings = g genes x npcs), named.
+pca_result <- function(res, n, g, npcs, spots, genes) {
   # Taken out of `res` first, so that setting dim does not copy the scores.
   scores <- res$scores
   res$scores <- NULL
   dim(scores) <- c(n, npcs)
-  dimnames(scores) <- list(colnames(x), paste0("PC_", seq_len(npcs)))
+  dimnames(scores) <- list(spots, paste0("PC_", seq_len(npcs)))
   loadings <- matrix(res$loadings, nrow = g)
-  dimnames(loadings) <- list(rownames(x), paste0("PC_", seq_len(npcs)))
+  dimnames(loadings) <- list(genes, paste0("PC_", seq_len(npcs)))
   list(scores = scores, sdev = res$sdev / sqrt(max(1, n - 1)), loadings = loadings)
 }

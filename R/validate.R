@@ -37,12 +37,12 @@ check_threads <- function(n.threads, arg = "n.threads") {
   n
 }
 
-# One of `choices` (the first element of a default vector), or a classed
-# error listing them; match.arg()'s own error is unclassed.
+# The first element of `x` if it is one of `choices` (so a default vector
+# such as c("error", "warning") gives its first), or a classed error listing
+# them; match.arg()'s own error is unclassed.
 match_choice <- function(x, choices, arg) {
-  if (identical(x, choices)) return(choices[1])
-  if (!is.character(x) || length(x) != 1 || is.na(x) || !x %in% choices) {
+  if (!is.character(x) || !length(x) || is.na(x[1]) || !x[1] %in% choices) {
     sedr_abort(sprintf("must be one of %s.", paste0("\"", choices, "\"", collapse = ", ")), arg = arg)
   }
-  x
+  x[1]
 }

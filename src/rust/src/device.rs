@@ -61,3 +61,16 @@ impl Drop for ThreadGuard {
         tch::set_num_threads(self.0);
     }
 }
+
+/// Runs `f` on a rayon pool of its own with `threads` threads. Every entry
+/// point uses one rather than rayon's global pool: that bounds the work to
+/// `n.threads`, and a global pool's threads do not survive fork(), so a
+/// forked worker (BiocParallel's MulticoreParam) of a parent that had used
+/// it would wait on them forever.
+pub fn with_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| SedrError::Internal(format!("thread pool: {e}")))?;
+    Ok(pool.install(f))
+}

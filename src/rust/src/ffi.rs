@@ -4,7 +4,7 @@
 //! crosses into R; R's `unwrap_rust()` turns `err` into a classed condition.
 //! R has already checked and coerced the arguments; Rust checks again.
 
-use crate::device::{cuda_available, device_name, parse_device};
+use crate::device::{cuda_available, device_name, parse_device, with_pool};
 use crate::error::{Result, SedrError};
 use crate::graph::{build_graph, Coords, Neighbours, SpatialGraph};
 use crate::params::{DecoderKind, Mode, Params};
@@ -94,12 +94,7 @@ fn sedr_build_graph(coords: &[f64], n: i32, dim: i32, k: i32, radius: f64, group
         let data = row_major(coords, n, dim);
         let how = if radius > 0.0 { Neighbours::Radius(radius) } else { Neighbours::Knn(k.max(0) as usize) };
         let g: Option<Vec<i32>> = if groups.is_null() { None } else { groups.as_integer_slice().map(|s| s.to_vec()) };
-        // A local pool bounds the neighbour search to `n.threads`.
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1) as usize)
-            .build()
-            .map_err(|e| SedrError::Internal(format!("thread pool: {e}")))?;
-        let graph = pool.install(|| build_graph(&Coords { data: &data, dim }, g.as_deref(), how))?;
+        let graph = with_pool(threads.max(1) as usize, || build_graph(&Coords { data: &data, dim }, g.as_deref(), how))??;
         let (indptr, indices, _) = graph.adj.into_raw_storage();
         let p: Vec<i32> = indptr.iter().map(|&v| v as i32).collect();
         let i: Vec<i32> = indices.iter().map(|&v| v as i32).collect();
@@ -149,16 +144,14 @@ fn counts_view<'a>(p: &'a [i32], i: &'a [i32], x: &'a [f64], g: i32) -> Result<c
 #[extendr]
 fn sedr_count_problems(p: &[i32], i: &[i32], x: &[f64], g: i32) -> Robj {
     guarded(|| {
-        // On a local pool, as every entry point: rayon's global pool has no
-        // threads in a process forked after it started (MulticoreParam), and
-        // a parallel call there waits forever.
+        // On a pool of its own, as every entry point (see `with_pool`).
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let vp = crate::recipe::with_pool(threads, || crate::recipe::value_problems(x))?;
+        let vp = with_pool(threads, || crate::recipe::value_problems(x))?;
         let empty: Vec<i32> = if vp.non_finite || vp.negative {
             Vec::new()
         } else {
             let csr = counts_view(p, i, x, g)?;
-            crate::recipe::with_pool(threads, || crate::recipe::empty_spots(&csr))?.into_iter().map(|s| s as i32).collect()
+            with_pool(threads, || crate::recipe::empty_spots(&csr))?.into_iter().map(|s| s as i32).collect()
         };
         Ok(list!(non_finite = vp.non_finite, negative = vp.negative, non_integer = vp.non_integer, empty = empty).into())
     })
@@ -175,7 +168,7 @@ fn sedr_recipe_stats(p: &[i32], i: &[i32], x: &[f64], g: i32, min_spots: f64, mi
             return Err(SedrError::input("min.spots", "`min.spots` and `min.counts` must be finite"));
         }
         let threads = threads.max(1) as usize;
-        let (s, keep, totals) = crate::recipe::with_pool(threads, || {
+        let (s, keep, totals) = with_pool(threads, || {
             let s = crate::recipe::gene_stats(&csr, threads);
             let keep = crate::recipe::filter_genes(&s, min_spots, min_counts);
             let totals = crate::recipe::spot_totals(&csr, &keep);
@@ -196,7 +189,7 @@ fn sedr_recipe_clipped(p: &[i32], i: &[i32], x: &[f64], g: i32, mu: &[f64], sd: 
             return Err(SedrError::input("mu", "`mu` and `sd` need one value per gene"));
         }
         let threads = threads.max(1) as usize;
-        let out = crate::recipe::with_pool(threads, || crate::recipe::clipped_sums(&csr, mu, sd, threads))?;
+        let out = with_pool(threads, || crate::recipe::clipped_sums(&csr, mu, sd, threads))?;
         Ok(Robj::from(out))
     })
 }
@@ -287,15 +280,8 @@ fn sedr_trainer_new(x: &[f64], n: i32, d: i32, adj_p: &[i32], adj_i: &[i32], mod
         let params = params_from_list(mode, opts)?;
         let dev = parse_device(device)?;
         let n = n.max(0) as usize;
-        // A local pool, not rayon's global one: a global pool's threads do not
-        // survive fork(), so a forked worker (BiocParallel's MulticoreParam)
-        // of a parent that had trained before would wait on them forever.
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(params.threads.max(1))
-            .build()
-            .map_err(|e| SedrError::Internal(format!("thread pool: {e}")))?;
         let (adj_p, adj_i) = (to_usize(adj_p, "graph")?, to_usize(adj_i, "graph")?);
-        let graph = pool.install(|| SpatialGraph::from_pattern(n, &adj_p, &adj_i))?;
+        let graph = with_pool(params.threads, || SpatialGraph::from_pattern(n, &adj_p, &adj_i))??;
         let t = Trainer::new(x, n, d.max(0) as usize, &graph, params, dev)?;
         Ok(ExternalPtr::new(t).into())
     })
@@ -377,11 +363,7 @@ fn sedr_lisi(x: &[f64], n: i32, d: i32, labels: List, perplexity: f64, threads: 
             .values()
             .map(|v| v.as_integer_slice().map(|s| s.to_vec()).ok_or_else(|| SedrError::input("labels", "must be integer codes")))
             .collect::<Result<_>>()?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1) as usize)
-            .build()
-            .map_err(|e| SedrError::Internal(format!("thread pool: {e}")))?;
-        let out = pool.install(|| crate::lisi::lisi(&rows, n, d, &labs, perplexity))?;
+        let out = with_pool(threads.max(1) as usize, || crate::lisi::lisi(&rows, n, d, &labs, perplexity))??;
         Ok(List::from_values(out).into())
     })
 }

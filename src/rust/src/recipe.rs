@@ -12,6 +12,7 @@
 //! The one non-sparse step of the VST, the loess fit of log-variance on
 //! log-mean over genes, stays in R (`stats::loess`).
 
+use crate::device::with_pool;
 use crate::error::{Result, SedrError};
 use crate::pca::{pca_sparse, Csr, Pca};
 use rayon::prelude::*;
@@ -274,27 +275,14 @@ pub struct RecipePca {
 #[allow(clippy::too_many_arguments)]
 pub fn recipe_pca(x: &Csr, selected: &[usize], totals: &[f64], k: usize, seed: u64, threads: usize, device: Device) -> Result<RecipePca> {
     let threads = threads.max(1);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| SedrError::Internal(format!("thread pool: {e}")))?;
-    let (norm, moments) = pool.install(|| -> Result<(OwnedCsr, Moments)> {
+    let (norm, moments) = with_pool(threads, || -> Result<(OwnedCsr, Moments)> {
         let norm = select_cpm(x, selected, totals)?;
         let m = gene_moments(&norm.view(), threads)?;
         Ok((norm, m))
-    })?;
+    })??;
     let scale: Vec<f64> = moments.scale.iter().zip(&moments.constant).map(|(&s, &c)| if c { 0.0 } else { s }).collect();
     let pca = pca_sparse(&norm.indptr, &norm.indices, &norm.values, norm.n, norm.g, &moments.center, &scale, k, seed, threads, device)?;
     Ok(RecipePca { moments, pca })
-}
-
-/// Runs `f` on a rayon pool of `threads` threads.
-pub fn with_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .build()
-        .map_err(|e| SedrError::Internal(format!("thread pool: {e}")))?;
-    Ok(pool.install(f))
 }
 
 #[cfg(test)]
