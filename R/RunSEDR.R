@@ -89,21 +89,32 @@ RunSEDR <- function(object, ...) {
 #' @param features Genes to use instead of the most variable ones.
 #' @param k.neighbors Neighbours per spot in the spatial graph (12).
 #' @param group.by Sections: for a `Seurat`/`SingleCellExperiment` a metadata
-#'   column name, for the `default` method a vector with one label per spot.
-#'   The graph then has no edge across sections (multi-section integration);
-#'   see `integrate` for how the sections are mixed.
+#'   column name, for the `default` method a vector with one label per spot
+#'   (for a list of sections, the list names). The graph then has no edge
+#'   across sections (multi-section integration); see `integrate` for how the
+#'   sections are mixed. Only the genes with counts in every section are used
+#'   (a gene absent from one section's panel, or all zero there after a
+#'   merge, is dropped), with a message of class
+#'   `sedr_message_shared_genes` saying how many (silence it with
+#'   `suppressMessages(classes = "sedr_message_shared_genes")`); fewer than
+#'   10 shared genes is an error naming the section with the fewest.
 #' @param integrate With `group.by` (clustering mode): `"none"` (default)
 #'   trains one model on the sections as they are (each section then keeps
-#'   its own region of the embedding); `"mnn"` mixes the sections. The model input (the joint PCA) is centred per
-#'   section and corrected by mutual nearest neighbours between sections
-#'   (matched on the spatially smoothed input), so the shared encoder sees
-#'   overlapping sections and one [SEDRClusters()] call finds the same domain
-#'   in every section. It is not the default because, on the one real pair
-#'   measured (DLPFC 151673 + 151510, two donors), it mixed the sections
-#'   (iLISI 1.00 to 1.38) but lowered the joint-domain ARI (151673: 0.52 to
-#'   0.39 over 10 seeds), while on simulated sections with a batch shift it
-#'   raised it from near 0 to above 0.95. Ignored without `group.by` and in
-#'   imputation mode. Measured in `bench/README.md` ("Integration").
+#'   its own region of the embedding). `"mnn"` mixes the sections before
+#'   training: the model input (the joint PCA) is centred per section and
+#'   corrected by mutual nearest neighbours between sections (matched on the
+#'   spatially smoothed input). `"soft"` mixes them after training: the
+#'   embedding is corrected as Harmony does (soft k-means with a penalty on
+#'   clusters that miss a section, then a per-cluster ridge regression on the
+#'   sections, iterated; the SEDR authors' recipe is Harmony on the SEDR
+#'   embedding), written in this package, so no other package is needed.
+#'   Either way one [SEDRClusters()] call can find the same domain in every
+#'   section. Neither is the default: on the one real pair measured (DLPFC
+#'   151673 + 151510, two donors) `"mnn"` lowered the joint-domain ARI of
+#'   151673 (0.52 to 0.39, 10 seeds) and `"soft"` mixed more (iLISI 1.00 to
+#'   about 1.4) at a smaller cost; on simulated sections with a batch shift
+#'   both raise it from near 0 to above 0.9. Ignored without `group.by` and
+#'   in imputation mode. Measured in `bench/README.md` ("Integration").
 #' @param mode `"clustering"` (default) or `"imputation"` (denoising).
 #' @param epochs Pre-training epochs. `NULL` (default): the mode's, 100 for
 #'   clustering and 200 for imputation (the reference: 200; see
@@ -242,7 +253,7 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   tic <- function() proc.time()[["elapsed"]]
   say <- function(...) if (verbose) cli::cli_inform(sprintf(...))
   if (!inherits(options, "sedr_options")) sedr_abort("must be made by SEDROptions().", arg = "options")
-  integrate <- match_choice(integrate, c("none", "mnn"), "integrate")
+  integrate <- match_choice(integrate, c("none", "mnn", "soft"), "integrate")
   n.threads <- check_threads(n.threads)
   k.neighbors <- check_count(k.neighbors, "k.neighbors", min = 1)
   device <- check_device(device)
@@ -284,6 +295,10 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   prep <- NULL
   if (is.null(input)) {
     check_counts_values(counts)
+    all_genes <- rownames(counts)
+    if (!is.null(group_int) && max(group_int) > 0) {
+      counts <- shared_genes(counts, group_int, levels(factor(group)))
+    }
     dense <- mode == "imputation"
     if (mode == "clustering") npcs <- check_count(npcs, "npcs", min = 2)
     recipe <- function(counts, n.hvg, min.spots, min.counts) {
@@ -298,6 +313,10 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
     if (!is.null(features)) {
       features <- unique(as.character(features))
       unknown <- setdiff(features, rownames(counts))
+      if (length(unknown) && !is.null(group_int) && all(unknown %in% all_genes)) {
+        sedr_abort(sprintf("has %d gene(s) without counts in some section (e.g. \"%s\"); with several sections only the genes detected in every section can be used.",
+                           length(unknown), unknown[1]), arg = "features")
+      }
       if (length(unknown)) {
         sedr_abort(sprintf("has %d gene(s) not in the data (e.g. \"%s\").", length(unknown), unknown[1]), arg = "features")
       }
@@ -344,7 +363,8 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   # Mixing of the sections (R/mixing.R): the input is centred per section
   # and corrected by mutual nearest neighbours before training.
   n_pairs <- NA_integer_
-  if (integrate == "mnn" && !is.null(group_int) && max(group_int) > 0 && mode == "clustering") {
+  mixes <- !is.null(group_int) && max(group_int) > 0 && mode == "clustering"
+  if (integrate == "mnn" && mixes) {
     t0 <- tic()
     # options(SEDR.mnn.sigma =) sets the correction's bandwidth (benchmarks).
     mixed <- correct_sections(center_by_section(x, group_int), group_int, graph,
@@ -376,6 +396,16 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   timings["train"] <- tic() - t0
   emb <- fit$embedding
   dimnames(emb) <- list(spots, paste0("SEDR_", seq_len(ncol(emb))))
+  soft_rounds <- NA_integer_
+  if (integrate == "soft" && mixes) {
+    t0 <- tic()
+    mixed <- soft_correct(emb, group_int, seed = seed)
+    emb <- mixed$x
+    soft_rounds <- mixed$rounds
+    timings["mixing"] <- tic() - t0
+    say("Mixing: embedding corrected by soft clustering (%d clusters, %d rounds).", mixed$clusters, mixed$rounds)
+    rm(mixed)
+  }
   if (!is.null(fit$q)) dimnames(fit$q) <- list(spots, paste0("DEC_", seq_len(ncol(fit$q))))
   denoised <- NULL
   if (!is.null(fit$recon)) {
@@ -390,7 +420,7 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
                    n.hvg = if (is.null(prep)) NA else length(prep$features),
                    input = if (is.null(input)) (if (mode == "clustering") "pca" else "scaled") else "reduction",
                    input.dims = ncol(x), integrate = if (is.null(group)) NA else integrate,
-                   mnn.pairs = n_pairs),
+                   mnn.pairs = n_pairs, soft.rounds = soft_rounds),
               unclass(options))
   list(embedding = emb, dec.q = fit$q, denoised = denoised, losses = fit$losses, graph = graph,
        features = if (is.null(prep)) NULL else prep$features, params = params, device = fit$device,
