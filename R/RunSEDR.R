@@ -107,14 +107,20 @@ RunSEDR <- function(object, ...) {
 #'   embedding is corrected as Harmony does (soft k-means with a penalty on
 #'   clusters that miss a section, then a per-cluster ridge regression on the
 #'   sections, iterated; the SEDR authors' recipe is Harmony on the SEDR
-#'   embedding), written in this package, so no other package is needed.
-#'   Either way one [SEDRClusters()] call can find the same domain in every
-#'   section. Neither is the default: on the one real pair measured (DLPFC
-#'   151673 + 151510, two donors) `"mnn"` lowered the joint-domain ARI of
-#'   151673 (0.52 to 0.39, 10 seeds) and `"soft"` mixed more (iLISI 1.00 to
-#'   about 1.4) at a smaller cost; on simulated sections with a batch shift
-#'   both raise it from near 0 to above 0.9. Ignored without `group.by` and
-#'   in imputation mode. Measured in `bench/README.md` ("Integration").
+#'   embedding), written in this package, so no other package is needed,
+#'   followed by one mutual-nearest-neighbour pass on the corrected
+#'   embedding. Either way one [SEDRClusters()] call can find the same
+#'   domain in every section. On DLPFC 151673 + 151510 (two donors, 10
+#'   seeds) `"soft"` mixes the sections (median iLISI 1.00 to 1.54) and keeps
+#'   the layers apart (cLISI 1.12), with joint-domain ARIs (0.49 / 0.49) at
+#'   or above each section's single-section ARI; `"mnn"` mixes less (1.38)
+#'   and blurs the layers more (cLISI 1.20). On simulated sections with a
+#'   batch shift both raise the joint-domain ARI from near 0 to above 0.9;
+#'   there `"mnn"` mixes more (iLISI 1.92 against 1.74 for a pair). Neither
+#'   is the default, because the joint-domain ARI of 151673 drops (0.52 to
+#'   0.49 with `"soft"`, 0.39 with `"mnn"`). `"soft"` costs about 25 s on
+#'   8,000 spots. Ignored without `group.by` and in imputation mode.
+#'   Measured in `bench/README.md` ("Integration").
 #' @param mode `"clustering"` (default) or `"imputation"` (denoising).
 #' @param epochs Pre-training epochs. `NULL` (default): the mode's, 100 for
 #'   clustering and 200 for imputation (the reference: 200; see
