@@ -199,6 +199,9 @@ test_that("SEDRIntegration mixes the sections with integrate = \"mnn\", and not 
   expect_identical(SeuratObject::Misc(plain[[1]])$params$integrate, "none")
   expect_false(isTRUE(all.equal(SeuratObject::Embeddings(mixed[[1]]), SeuratObject::Embeddings(plain[[1]]))))
   expect_error(run_int(integrate = "both"), class = "sedr_error_input", regexp = "integrate")
+  soft <- run_int(integrate = "soft")
+  expect_identical(SeuratObject::Misc(soft[[1]])$params$integrate, "soft")
+  expect_gte(SeuratObject::Misc(soft[[1]])$params$soft.rounds, 1)
 })
 
 test_that("SEDRIntegration gives classed errors for missing or bad inputs", {

@@ -106,3 +106,19 @@ test_that("one section's bad input gets an error naming it", {
   try(fit(neg, coords), silent = TRUE)
   expect_identical(object, before)
 })
+
+test_that("merged Seurat objects with different genes use the shared ones", {
+  skip_if_not_installed("SeuratObject")
+  s <- sections(missing_b = integer())
+  a <- SeuratObject::CreateSeuratObject(s$a$counts, meta.data = data.frame(
+    x = s$a$coords[, 1], y = s$a$coords[, 2], section = "a", row.names = colnames(s$a$counts)))
+  b <- SeuratObject::CreateSeuratObject(s$b$counts[-(1:20), ], meta.data = data.frame(
+    x = s$b$coords[, 1], y = s$b$coords[, 2], section = "b", row.names = colnames(s$b$counts)))
+  obj <- merge(a, b)
+  expect_message(obj <- RunSEDR(obj, group.by = "section", integrate = "soft", epochs = 10, n.hvg = 80,
+                                npcs = 10, min.spots = 3, device = "cpu", verbose = FALSE),
+                 class = "sedr_message_shared_genes", regexp = "100 of 120 genes")
+  emb <- SeuratObject::Embeddings(obj, "sedr")
+  expect_equal(nrow(emb), 144 + 99)
+  expect_false(any(SeuratObject::Misc(obj[["sedr"]])$features %in% rownames(s$a$counts)[1:20]))
+})
