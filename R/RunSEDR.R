@@ -39,7 +39,8 @@
 #' convention); other values must be whole numbers in R's integer range.
 #'
 #' @param object A `Seurat` object, a `SingleCellExperiment` (or
-#'   `SpatialExperiment`), or a matrix (`default` method).
+#'   `SpatialExperiment`), a matrix (`default` method), or a list of count
+#'   matrices, one per section (`list` method).
 #' @param ... Arguments passed to the methods. Unknown arguments are an error.
 #' @return For a `Seurat` object: the object with a `DimReduc` named
 #'   `reduction.name` (default `"sedr"`, key `"SEDR_"`) whose `misc` holds the
@@ -80,7 +81,8 @@ RunSEDR <- function(object, ...) {
 
 #' @rdname RunSEDR
 #' @param coords Spatial coordinates. For the `default` method, a numeric
-#'   matrix (spots x 2 or 3) with spot names as row names. For a `Seurat`
+#'   matrix (spots x 2 or 3) with spot names as row names; for a list of
+#'   sections, a list of such matrices, one per section. For a `Seurat`
 #'   object, `NULL` (tissue coordinates of the image if there is one, else the
 #'   meta.data columns `x` and `y`), two or three meta.data column names, or
 #'   a matrix. For a `SingleCellExperiment`, `NULL` (`spatialCoords()` of a
