@@ -71,6 +71,14 @@
 #'   table(obj$domain, obj$sedr_clusters)
 #' }
 #'
+#' # Sections of different sizes and genes, mixed: a list of count matrices.
+#' a <- SimulateSpatialTissue(n.rows = 10, n.cols = 10, n.genes = 120, seed = 1)
+#' b <- SimulateSpatialTissue(n.rows = 8, n.cols = 10, n.genes = 120, seed = 2)
+#' two <- RunSEDR(list(a = a$counts, b = b$counts[-(1:10), ]),
+#'                coords = list(a = a$coords, b = b$coords), integrate = "soft",
+#'                epochs = 20, n.hvg = 100, npcs = 20, min.spots = 5, verbose = FALSE)
+#' table(two$section)
+#'
 #' # Denoising: the reconstruction of the scaled genes, back on the CPM scale.
 #' imp <- RunSEDR(sim$counts, coords = sim$coords, mode = "imputation",
 #'                epochs = 20, n.hvg = 50, min.spots = 5, verbose = FALSE)
