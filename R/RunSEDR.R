@@ -376,8 +376,9 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   timings["graph"] <- tic() - t0
   say("Spatial graph: %d spots, mean degree %.1f%s.", n, Matrix::nnzero(graph) / n,
       if (is.null(group)) "" else sprintf(", %d sections, no edge across them", length(unique(group))))
-  # Mixing of the sections (R/mixing.R): the input is centred per section
-  # and corrected by mutual nearest neighbours before training.
+  # Mixing of the sections (R/mixing.R). "mnn": the input is centred per
+  # section and corrected by mutual nearest neighbours before training;
+  # "soft" corrects the trained embedding (step 3).
   n_pairs <- NA_integer_
   mixes <- !is.null(group_int) && max(group_int) > 0 && mode == "clustering"
   if (integrate == "mnn" && mixes) {
