@@ -5,9 +5,8 @@
 #' SEDR trains one model on the joint reduction (`orig.reduction`, usually
 #' the PCA of all sections) over a block-diagonal spatial graph: each spot's
 #' neighbours come from its own section only. With `integrate = "mnn"`
-#' the sections are mixed: the joint reduction is centred per
-#' section and corrected by mutual nearest neighbours between sections
-#' before training (see [RunSEDR()]). DEC is off by default, as in the
+#' (before training) or `integrate = "soft"` (a Harmony-style correction of
+#' the trained embedding) the sections are mixed (see [RunSEDR()]). DEC is off by default, as in the
 #' reference's integration recipe. The result is a new reduction
 #' (`new.reduction`, default `"integrated.sedr"`) to cluster with
 #' [SEDRClusters()] or, where the harmony package is installed, to pass to
@@ -108,7 +107,8 @@ SEDRIntegration <- function(object = NULL, orig, groups, coords, new.reduction =
 #' on the `sedr` reduction, with the sections as the batch variable. It
 #' needs the `harmony` package (CRAN; not part of Debian, so not a
 #' dependency of SEDR). SEDR's own mixing ([RunSEDR()] with `group.by` and
-#' `integrate = "mnn"`) needs no other package; this bridge is for comparing
+#' `integrate = "soft"`, a Harmony-style correction written in this package, or
+#' `"mnn"`) needs no other package; this bridge is for comparing
 #' with, or adding to, the published recipe. Harmony's argument naming
 #' changed in version 1.0 (`reduction.use`, before `reduction`); both work.
 #'
@@ -132,7 +132,7 @@ SEDRIntegration <- function(object = NULL, orig, groups, coords, new.reduction =
 #' }
 RunSEDRHarmony <- function(object, group.by, reduction = "sedr", reduction.name = "sedr.harmony", ...) {
   if (!requireNamespace("harmony", quietly = TRUE)) {
-    sedr_abort("needs the harmony package (install.packages(\"harmony\")); SEDR's own mixing is RunSEDR(group.by = , integrate = \"mnn\").",
+    sedr_abort("needs the harmony package (install.packages(\"harmony\")); SEDR's own mixing is RunSEDR(group.by = , integrate = \"soft\"), a Harmony-style correction written in SEDR.",
                kind = "dependency", arg = "object")
   }
   if (!methods::is(object, "Seurat")) sedr_abort("must be a Seurat object.", arg = "object")

@@ -10,8 +10,11 @@
 #   sim3   sim2 plus section C: 1.5x depth, scale exp(N(0, 0.7)), offset 0.5,
 #          26 of 30 columns.
 # Rows: the recipe's PCA (32 PCs); SEDR with integrate = "none" (one model,
-# block-diagonal graph, nothing mixes); SEDR with integrate = "mnn" (the
-# default); SEDR + Harmony where the harmony package is installed.
+# block-diagonal graph, nothing mixes; the default); SEDR with
+# integrate = "mnn" (bandwidths 0.1 and 0.3) and integrate = "soft"; SEDR +
+# Harmony where the harmony package is installed. SEDR_ROWS (default
+# "mnn,mnn0.3,soft") picks the mixing rows; "none", PCA and the
+# single-section runs are always there.
 # Columns: median iLISI on section (1 = unmixed, the number of sections =
 # perfect mixing), median cLISI on domain (1 = pure), the ARI of *joint*
 # domains (one SEDRClusters() over all sections, mclust) in each section,
@@ -24,6 +27,7 @@ suppressPackageStartupMessages(library(SEDR))
 source(file.path("bench", "common.R"))
 threads <- as.integer(Sys.getenv("SEDR_THREADS", "1"))
 seeds <- as.integer(strsplit(Sys.getenv("SEDR_SEEDS", "1,2,3"), ",")[[1]])
+mix_rows <- strsplit(Sys.getenv("SEDR_ROWS", "mnn,mnn0.3,soft"), ",")[[1]]
 which_sets <- commandArgs(TRUE)
 if (!length(which_sets)) which_sets <- c("dlpfc", "sim2", "sim3")
 
@@ -102,13 +106,21 @@ run_set <- function(name, d) {
     graph <- none$res$graph
     if (seed == seeds[1]) add("PCA (recipe, 32 PCs)", NA, score(d, pca, graph), NA)
     add("SEDR, integrate = \"none\" (block-diagonal)", seed, score(d, none$res$embedding, graph), none$time)
-    mnn <- sedr("mnn", seed)
-    add("SEDR, integrate = \"mnn\"", seed, score(d, mnn$res$embedding, graph), mnn$time)
-    # The correction's bandwidth, wider than the default 0.1.
-    op <- options(SEDR.mnn.sigma = 0.3)
-    wide <- sedr("mnn", seed)
-    options(op)
-    add("SEDR, integrate = \"mnn\", bandwidth 0.3", seed, score(d, wide$res$embedding, graph), wide$time)
+    if ("mnn" %in% mix_rows) {
+      mnn <- sedr("mnn", seed)
+      add("SEDR, integrate = \"mnn\"", seed, score(d, mnn$res$embedding, graph), mnn$time)
+    }
+    if ("mnn0.3" %in% mix_rows) {
+      # The correction's bandwidth, wider than the default 0.1.
+      op <- options(SEDR.mnn.sigma = 0.3)
+      wide <- sedr("mnn", seed)
+      options(op)
+      add("SEDR, integrate = \"mnn\", bandwidth 0.3", seed, score(d, wide$res$embedding, graph), wide$time)
+    }
+    if ("soft" %in% mix_rows) {
+      soft <- sedr("soft", seed)
+      add("SEDR, integrate = \"soft\"", seed, score(d, soft$res$embedding, graph), soft$time)
+    }
     if (requireNamespace("harmony", quietly = TRUE)) {
       t0 <- proc.time()[["elapsed"]]
       h <- harmony::RunHarmony(none$res$embedding, data.frame(section = d$section), "section", verbose = FALSE)

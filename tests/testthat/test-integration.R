@@ -1,5 +1,5 @@
 # Multi-section integration: RunSEDR(group.by = , integrate = ) mixes
-# sections (R/mixing.R); SEDRIntegration() is the IntegrateLayers() method for
+# sections (R/mixing.R; sections with different genes: test-sections.R); SEDRIntegration() is the IntegrateLayers() method for
 # Seurat 5, called here directly with what IntegrateLayers() would pass
 # (Seurat 4 has no IntegrateLayers, so the call itself cannot be tested on
 # this machine); RunSEDRHarmony() is the bridge to the harmony package.
@@ -81,6 +81,46 @@ test_that("bad section input gets a classed error that names it", {
   expect_error(run_mix(NA_character_), class = "sedr_error_input", regexp = "integrate")
 })
 
+test_that("integrate = \"soft\" mixes shifted sections and keeps their domains apart", {
+  none <- run_mix("none")
+  soft <- run_mix("soft")
+  expect_identical(soft$params$integrate, "soft")
+  expect_true(soft$params$soft.rounds >= 1)
+  expect_gt(soft$params$mnn.pairs, 0)
+  expect_gt(median_ilisi(soft), median_ilisi(none) + 0.3)
+  expect_lt(median(ComputeLISI(soft$embedding, sec$domain, perplexity = 15)[[1]]), 1.3)
+  expect_identical(dimnames(soft$embedding), dimnames(none$embedding))
+  expect_true("mixing" %in% names(soft$timings))
+})
+
+test_that("integrate = \"soft\": the same seed gives an identical embedding, another seed another", {
+  one <- run_mix("soft", seed.use = 5)
+  two <- run_mix("soft", seed.use = 5)
+  expect_identical(one$embedding, two$embedding)
+  expect_false(isTRUE(all.equal(one$embedding, run_mix("soft", seed.use = 6)$embedding)))
+})
+
+test_that("the soft-clustering correction aligns a shifted section and leaves R's generator alone", {
+  set.seed(2)
+  # Three clusters in section 0; section 1 holds the same clusters, shifted.
+  centres <- matrix(rnorm(3 * 6, sd = 3), 3)
+  lab <- rep(1:3, 40)
+  x <- centres[lab, ] + matrix(rnorm(120 * 6, sd = 0.3), 120)
+  z <- rbind(x, x + matrix(c(4, -2, 1, 0, 0, 0), 120, 6, byrow = TRUE))
+  group_int <- rep(0:1, each = 120)
+  gap <- function(m) sqrt(sum((colMeans(m[group_int == 1, ]) - colMeans(m[group_int == 0, ]))^2))
+  set.seed(99)
+  before <- .Random.seed
+  out <- SEDR:::soft_correct(z, group_int, seed = 1L, n.clusters = 6L)
+  expect_identical(.Random.seed, before)
+  expect_lt(gap(out$x), 0.1 * gap(z))
+  # The clusters stay apart: each spot's nearest other spot has its label.
+  d <- as.matrix(stats::dist(out$x))
+  diag(d) <- Inf
+  expect_gt(mean(rep(lab, 2)[apply(d, 1, which.min)] == rep(lab, 2)), 0.95)
+  expect_identical(out$x, SEDR:::soft_correct(z, group_int, seed = 1L, n.clusters = 6L)$x)
+})
+
 test_that("RunSEDRHarmony runs Harmony on the SEDR reduction", {
   skip_if_not_installed("harmony")
   skip_if_not_installed("SeuratObject")
@@ -159,6 +199,9 @@ test_that("SEDRIntegration mixes the sections with integrate = \"mnn\", and not 
   expect_identical(SeuratObject::Misc(plain[[1]])$params$integrate, "none")
   expect_false(isTRUE(all.equal(SeuratObject::Embeddings(mixed[[1]]), SeuratObject::Embeddings(plain[[1]]))))
   expect_error(run_int(integrate = "both"), class = "sedr_error_input", regexp = "integrate")
+  soft <- run_int(integrate = "soft")
+  expect_identical(SeuratObject::Misc(soft[[1]])$params$integrate, "soft")
+  expect_gte(SeuratObject::Misc(soft[[1]])$params$soft.rounds, 1)
 })
 
 test_that("SEDRIntegration gives classed errors for missing or bad inputs", {

@@ -30,7 +30,10 @@ expect_sedr_error <- function(expr, arg, class = "sedr_error_input") {
 test_that("the matrix input itself is validated (argument `object`)", {
   expect_sedr_error(run_small(matrix(numeric(0), 0, 0), coords = coords), "object")
   expect_sedr_error(run_small(counts[, 0], coords = coords), "object")
-  expect_sedr_error(run_small(list(counts), coords = coords), "object")
+  # A list is a list of sections (RunSEDR.list; test-sections.R): its
+  # coordinates must be a list too, and each element a count matrix.
+  expect_sedr_error(run_small(list(counts), coords = coords), "coords")
+  expect_sedr_error(run_small(list("counts"), coords = list(coords)), "object[[\"section1\"]]")
   expect_sedr_error(run_small(as.data.frame(as.matrix(counts)), coords = coords), "object")
   expect_sedr_error(run_small(as.matrix(counts)[, 1, drop = FALSE], coords = coords[1, , drop = FALSE]), "object")
 
