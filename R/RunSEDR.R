@@ -7,7 +7,8 @@
 #'
 #' **Input.** By default the reference recipe turns raw counts into the
 #' model's input: keep genes detected in >= `min.spots` spots with >=
-#' `min.counts` counts; counts per million (no log); the `n.hvg` most variable
+#' `min.counts` counts; counts per million (no log; `normalize = "log"` for
+#' log-normalisation instead); the `n.hvg` most variable
 #' genes (Seurat v3 VST on the raw counts); z-score every gene (no clipping);
 #' PCA to `npcs` components (seeded randomized SVD in the Rust core). The
 #' counts stay sparse throughout: the z-scoring is implicit in a sparse PCA,
@@ -147,13 +148,20 @@ RunSEDR <- function(object, ...) {
 #' @param n.hvg Number of highly variable genes (2000).
 #' @param npcs Principal components fed to the model (200).
 #' @param min.spots,min.counts Gene filter of the recipe (50 spots, 10 counts).
+#' @param normalize How the recipe normalises each spot by its library size
+#'   (the counts of all kept genes) before z-scoring: `"cpm"` (default),
+#'   counts per million without a log, as the reference SEDR; or `"log"`,
+#'   Seurat's LogNormalize, `log1p(1e4 * counts / library size)` (scanpy's
+#'   `normalize_total(1e4)` + `log1p`). The variable genes are chosen on the
+#'   raw counts either way. With `"log"` the imputed `expression` is on that
+#'   log scale.
 #' @param options Advanced model settings, see [SEDROptions()].
 #' @param verbose Show stage messages and a progress bar.
 #' @export
 RunSEDR.default <- function(object, coords, features = NULL, k.neighbors = 12, group.by = NULL,
                             integrate = "none", mode = c("clustering", "imputation"), epochs = NULL, dec = NULL,
                             device = "auto", n.threads = 1, seed.use = 42, n.hvg = 2000,
-                            npcs = 200, min.spots = 50, min.counts = 10,
+                            npcs = 200, min.spots = 50, min.counts = 10, normalize = "cpm",
                             options = SEDROptions(), verbose = TRUE, ...) {
   check_dots(...)
   if (missing(coords)) {
@@ -168,7 +176,7 @@ RunSEDR.default <- function(object, coords, features = NULL, k.neighbors = 12, g
                   features = features, k.neighbors = k.neighbors, mode = mode, epochs = epochs,
                   dec = dec, device = device, n.threads = n.threads, seed.use = seed.use,
                   n.hvg = n.hvg, npcs = npcs, min.spots = min.spots, min.counts = min.counts,
-                  options = options, verbose = verbose, integrate = integrate)
+                  normalize = normalize, options = options, verbose = verbose, integrate = integrate)
   structure(res, class = "sedr_result")
 }
 
@@ -264,12 +272,13 @@ check_counts_values <- function(counts) {
 # `input` (spots x dims) is an existing reduction. Returns a plain list.
 run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, epochs, dec,
                      device, n.threads, seed.use, n.hvg, npcs, min.spots, min.counts,
-                     options, verbose, integrate = "none") {
+                     options, verbose, integrate = "none", normalize = "cpm") {
   timings <- c()
   tic <- function() proc.time()[["elapsed"]]
   say <- function(...) if (verbose) cli::cli_inform(sprintf(...))
   if (!inherits(options, "sedr_options")) sedr_abort("must be made by SEDROptions().", arg = "options")
   integrate <- match_choice(integrate, c("none", "mnn", "soft"), "integrate")
+  normalize <- match_choice(normalize, c("cpm", "log"), "normalize")
   n.threads <- check_threads(n.threads)
   k.neighbors <- check_count(k.neighbors, "k.neighbors", min = 1)
   device <- check_device(device)
@@ -320,10 +329,10 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
     recipe <- function(counts, n.hvg, min.spots, min.counts) {
       if (!dense && .native_recipe()) {
         .preprocess_native(counts, n.hvg = n.hvg, min.spots = min.spots, min.counts = min.counts,
-                           npcs = npcs, seed = seed, n.threads = n.threads)
+                           npcs = npcs, seed = seed, n.threads = n.threads, normalize = normalize)
       } else {
         .preprocess_counts(counts, n.hvg = n.hvg, min.spots = min.spots, min.counts = min.counts,
-                           dense = dense)
+                           dense = dense, normalize = normalize)
       }
     }
     if (!is.null(features)) {
@@ -441,11 +450,12 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   params <- c(list(mode = mode, epochs = epochs, dec = dec, k.neighbors = k.neighbors,
                    device = fit$device, n.threads = n.threads, seed.use = seed.use, seed = seed,
                    n.hvg = if (is.null(prep)) NA else length(prep$features),
+                   normalize = if (is.null(prep)) NA else normalize,
                    input = if (is.null(input)) (if (mode == "clustering") "pca" else "scaled") else "reduction",
                    input.dims = ncol(x), integrate = if (is.null(group)) NA else integrate,
                    mnn.pairs = n_pairs, soft.rounds = soft_rounds),
               unclass(options))
-  list(embedding = emb, dec.q = fit$q, denoised = denoised, losses = fit$losses, graph = graph,
+  list(embedding = emb, dec.q = fit$q, denoised = denoised, losses = fit$losses, graph = graph, coords = coords,
        features = if (is.null(prep)) NULL else prep$features, params = params, device = fit$device,
        timings = timings, versions = sedr_versions())
 }

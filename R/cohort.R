@@ -111,7 +111,7 @@ SEDRCohortSeeds <- function(seed.use, sections) {
 # The RunSEDR() arguments every section's worker receives, as the methods
 # name them.
 cohort_arg_names <- c("features", "k.neighbors", "mode", "epochs", "dec", "device", "n.threads",
-                      "n.hvg", "npcs", "min.spots", "min.counts", "options")
+                      "n.hvg", "npcs", "min.spots", "min.counts", "normalize", "options")
 
 # 32-bit FNV-1a hash of a string's UTF-8 bytes, as a double in [0, 2^32).
 # Exact in double precision: the product with the FNV prime 2^24 + 403 is
@@ -176,6 +176,7 @@ check_cohort_args <- function(args, group.by, seed.use) {
   check_count(args$n.threads, "n.threads", min = 1)
   check_count(args$k.neighbors, "k.neighbors", min = 1)
   check_device(args$device)
+  match_choice(args$normalize, c("cpm", "log"), "normalize")
   invisible(TRUE)
 }
 
@@ -288,7 +289,7 @@ run_cohort <- function(counts, input, coords, sections, args, seed.use, BPPARAM,
   failed <- vapply(results[!ok], function(r) as.character(r$message %||% "unknown error")[1], character(1))
   failed <- c(failed, why)
   failed <- failed[intersect(names_s, names(failed))]
-  list(results = results[ok], failed = failed, index = index, spots = spots, seeds = seeds,
+  list(results = results[ok], failed = failed, index = index, spots = spots, coords = coords, seeds = seeds,
        sections = names_s, elapsed = proc.time()[["elapsed"]] - t0,
        engine = class(BPPARAM)[1], workers = BiocParallel::bpnworkers(BPPARAM))
 }
@@ -375,7 +376,7 @@ assemble_cohort <- function(co, split.by, key) {
   graph <- methods::as(methods::as(graph, "CsparseMatrix"), "generalMatrix")
   losses <- do.call(rbind, unname(losses))
   misc <- list(split.by = split.by, sections = sections, failed = co$failed, losses = losses,
-               graph = graph, dec.q = NULL,
+               graph = graph, coords = co$coords, dec.q = NULL,
                timings = c(total = co$elapsed),
                params = list(split.by = split.by, seed.use = co$seed.use, section.seeds = co$seeds,
                              engine = co$engine, workers = co$workers, n.threads = co$n.threads),
@@ -427,7 +428,7 @@ cohort_finish <- function(object, misc, on.error) {
 # SEDRClusters(split.by = ): each section clustered on its own, with its own
 # spatial graph (the block of the cohort's graph) and DEC assignment. `args`
 # are the other arguments the user gave, passed on unchanged.
-cluster_sections <- function(emb, graph, q_of, sections, args, verbose) {
+cluster_sections <- function(emb, graph, q_of, sections, args, verbose, coords = NULL) {
   labels <- rep(NA_character_, nrow(emb))
   for (s in levels(sections)) {
     idx <- which(sections == s)
@@ -438,7 +439,8 @@ cluster_sections <- function(emb, graph, q_of, sections, args, verbose) {
       next
     }
     res <- structure(list(embedding = emb[idx, , drop = FALSE], dec.q = q_of(s, rownames(emb)[idx]),
-                          graph = if (!is.null(graph)) graph[idx, idx, drop = FALSE]),
+                          graph = if (!is.null(graph)) graph[idx, idx, drop = FALSE],
+                          coords = if (!is.null(coords)) coords[idx, , drop = FALSE]),
                      class = "sedr_result")
     lab <- do.call(SEDRClusters, c(list(res), args))
     labels[idx] <- as.character(lab)
@@ -452,7 +454,7 @@ cluster_sections <- function(emb, graph, q_of, sections, args, verbose) {
 
 # SEDRClusters(split.by = ) on a Seurat object or SCE: labels per section
 # written into the object's metadata.
-cluster_split <- function(object, split.by, reduction, col.name, args, verbose) {
+cluster_split <- function(object, split.by, reduction, col.name, args, verbose, coords = NULL) {
   args$verbose <- verbose
   if (methods::is(object, "Seurat")) {
     if (!reduction %in% SeuratObject::Reductions(object)) {
@@ -479,7 +481,9 @@ cluster_split <- function(object, split.by, reduction, col.name, args, verbose) 
   }
   graph <- misc$graph
   if (!is.null(graph) && nrow(graph) != nrow(emb)) graph <- NULL
-  labels <- cluster_sections(emb, graph, q_of, sections, args, verbose)
+  coords <- coords %||% misc$coords
+  if (!is.null(coords)) coords <- refine_coords(coords, rownames(emb), nrow(emb))
+  labels <- cluster_sections(emb, graph, q_of, sections, args, verbose, coords)
   if (methods::is(object, "Seurat")) {
     object[[col.name]] <- labels
   } else {

@@ -40,10 +40,13 @@
   counts[keep, , drop = FALSE]
 }
 
-# Counts per million per spot (no log); stays sparse. Spots without counts
-# have no stored entries, so nothing is divided by zero. `totals` (one per
-# spot) replaces the column sums, e.g. those of a larger gene set.
-.cpm <- function(counts, totals = NULL) {
+# Counts normalised by each spot's library size; stays sparse. `how`:
+# "cpm", counts per million (no log; the reference's), or "log", Seurat's
+# LogNormalize log1p(x / total * 1e4) (the Rust core's Normalize, with the
+# same order of operations, so the same bits). Spots without counts have no
+# stored entries, so nothing is divided by zero. `totals` (one per spot)
+# replaces the column sums, e.g. those of a larger gene set.
+.normalize_counts <- function(counts, totals = NULL, how = "cpm") {
   counts <- .as_dgc(counts)
   if (is.null(totals)) totals <- Matrix::colSums(counts)
   # One new value vector, filled a block of spots at a time.
@@ -52,7 +55,8 @@
   for (k in seq_len(nrow(blocks))) {
     b <- .block(counts, blocks, k)
     if (!length(b$idx)) next
-    x[b$idx] <- counts@x[b$idx] / rep.int(totals[b$cols], diff(b$p)) * 1e6
+    v <- counts@x[b$idx] / rep.int(totals[b$cols], diff(b$p))
+    x[b$idx] <- if (how == "log") log1p(v * 1e4) else v * 1e6
     .drop_block_garbage(blocks)
   }
   counts@x <- x
@@ -275,14 +279,15 @@
   counts
 }
 
-# filter -> CPM -> HVG (on the raw counts of the kept genes) -> scale the
-# CPM of the HVGs. Columns of `scaled` keep the original gene order, as
+# filter -> HVG (on the raw counts of the kept genes) -> normalise the HVGs
+# by the library sizes of all kept genes (`normalize`: "cpm" as the
+# reference, or "log", see .normalize_counts) -> scale. Columns of `scaled` keep the original gene order, as
 # subsetting an AnnData by a boolean mask does in the reference recipe.
 # `dense = FALSE` skips the dense scaling: it returns the sparse CPM of the
 # selected genes (`norm`, genes x spots) with their `center`, `scale` and
 # `constant` flags instead of `scaled`, for sedr_pca_sparse().
 .preprocess_counts <- function(counts, n.hvg = 2000, min.spots = 50,
-                               min.counts = 10, dense = TRUE) {
+                               min.counts = 10, dense = TRUE, normalize = "cpm") {
   n.hvg <- .check_whole(n.hvg, "n.hvg", min = 1)
   min.spots <- .check_whole(min.spots, "min.spots", min = 0)
   .check_number(min.counts, "min.counts")
@@ -300,7 +305,7 @@
     features <- rownames(filtered)[rownames(filtered) %in% hvg]
     filtered <- filtered[features, , drop = FALSE]
   }
-  norm <- .cpm(filtered, totals = totals)
+  norm <- .normalize_counts(filtered, totals = totals, how = normalize)
   rm(filtered)
   if (!dense) {
     mom <- .gene_moments(norm)
@@ -326,7 +331,7 @@
 # the dense scaled genes; options(SEDR.recipe = "r") selects it everywhere.
 .preprocess_native <- function(counts, n.hvg = 2000, min.spots = 50,
                                min.counts = 10, npcs = 200, seed = 1L,
-                               n.threads = 1L, device = "cpu") {
+                               n.threads = 1L, device = "cpu", normalize = "cpm") {
   n.hvg <- .check_whole(n.hvg, "n.hvg", min = 1)
   min.spots <- .check_whole(min.spots, "min.spots", min = 0)
   .check_number(min.counts, "min.counts")
@@ -361,7 +366,7 @@
   npcs <- min(npcs, n - 1L, length(sel))
   res <- unwrap_rust(.Call(wrap__sedr_recipe_pca, counts@p, counts@i,
                            counts@x, g, as.integer(sel - 1L), st$totals,
-                           as.integer(npcs), as.integer(seed), threads,
+                           normalize, as.integer(npcs), as.integer(seed), threads,
                            device))
   list(features = features, center = stats::setNames(res$center, features),
        scale = stats::setNames(res$scale, features),

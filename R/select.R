@@ -33,12 +33,29 @@ check_n_clusters <- function(n.clusters, n.spots, default.range = 2:15) {
   sort(unique(as.integer(n.clusters)))
 }
 
+# The spots' coordinates for refinement, checked and in the embedding's
+# order (by name when both have names, else by position).
+refine_coords <- function(coords, spots, n) {
+  coords <- check_coords(coords)
+  if (nrow(coords) != n && (is.null(spots) || is.null(rownames(coords)))) {
+    sedr_abort(sprintf("has %d rows but the embedding has %d spots.", nrow(coords), n), arg = "coords")
+  }
+  if (is.null(spots) || is.null(rownames(coords))) return(coords)
+  align_coords(coords, spots)
+}
+
+# Who votes in refinement: each spot's k nearest spots by coordinates,
+# symmetrised (BuildSpatialGraph), at most all other spots.
+refine_neighbours <- function(coords, k) {
+  BuildSpatialGraph(coords, k.neighbors = min(k, nrow(coords) - 1L))
+}
+
 # Majority vote of the spatial neighbours, `rounds` times (as GraphST's
-# refine_label, which votes among a spot's nearest spots). The neighbours are
-# the spot's neighbours in `graph` (the spot itself not counted): with
-# RunSEDR()'s graph, its `k.neighbors` nearest spots, symmetrised (at least k,
-# 12 by default). A spot takes the label most of its neighbours have; on a
-# tie for the most votes, and without neighbours, it keeps its own label.
+# refine_label, which votes among a spot's 50 nearest spots). The neighbours
+# are the spot's neighbours in `graph` (the spot itself not counted; in
+# SEDRClusters, refine_neighbours()). A spot takes the label most of its
+# neighbours have; on a tie for the most votes, and without neighbours, it
+# keeps its own label.
 # Each round updates all spots at once, so the result does not depend on the
 # order of the spots.
 refine_labels <- function(labels, graph, rounds) {

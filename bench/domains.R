@@ -284,7 +284,8 @@ main <- function() {
     n_cl <- if (!selection) s$G else if (nclust == "NULL") NULL else eval(parse(text = nclust))
     for (seed in seeds) {
       tr <- cached_training(d, s, seed, k, run_args, opts, threads, n_runs, cache_dir, train_key)
-      res <- structure(list(embedding = tr$embedding, graph = tr$graph, dec.q = tr$dec.q), class = "sedr_result")
+      res <- structure(list(embedding = tr$embedding, graph = tr$graph, dec.q = tr$dec.q, coords = d$coords),
+                       class = "sedr_result")
       t1 <- proc.time()[["elapsed"]]
       cl <- do.call(SEDRClusters, c(list(res, n.clusters = n_cl, seed.use = seed, verbose = FALSE), cl_args))
       t_cl <- proc.time()[["elapsed"]] - t1

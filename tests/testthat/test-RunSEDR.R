@@ -55,6 +55,8 @@ test_that("the default method returns a sedr_result with a spots x 32 embedding"
 
   # The stored graph is the spatial graph of the coordinates.
   expect_identical(res$graph, BuildSpatialGraph(sim$coords, k.neighbors = 12))
+  # The coordinates are stored for SEDRClusters()'s refinement.
+  expect_identical(res$coords, sim$coords[spots, ])
   expect_output(print(res), "144 spots x 32 dims")
 })
 
@@ -165,8 +167,9 @@ test_that("Seurat round trip: reduction, misc, command log and clusters", {
   # Same data, same seed: the embedding equals the matrix method's.
   expect_equal(unname(emb), unname(res$embedding))
   misc <- SeuratObject::Misc(red)
-  expect_true(all(c("params", "losses", "dec.q", "graph") %in% names(misc)))
+  expect_true(all(c("params", "losses", "dec.q", "graph", "coords") %in% names(misc)))
   expect_equal(dim(misc$graph), c(ncol(out), ncol(out)))
+  expect_identical(rownames(misc$coords), SeuratObject::Cells(out))
   expect_equal(misc$params$mode, "clustering")
   expect_true(misc$params$dec)
   expect_s3_class(misc$losses, "data.frame")
@@ -331,7 +334,8 @@ test_that("SingleCellExperiment round trip", {
   expect_identical(rownames(emb), colnames(sce))
   expect_equal(unname(emb), unname(res$embedding))
   md <- S4Vectors::metadata(out)$SEDR
-  expect_true(all(c("params", "losses", "dec.q") %in% names(md)))
+  expect_true(all(c("params", "losses", "dec.q", "coords") %in% names(md)))
+  expect_equal(unname(md$coords), unname(sim$coords), ignore_attr = TRUE)
   expect_true(md$params$dec)
   expect_equal(nrow(md$losses), 30)
   expect_equal(unname(rowSums(md$dec.q)), rep(1, ncol(sce)), tolerance = 1e-4)

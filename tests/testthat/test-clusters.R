@@ -46,8 +46,11 @@ test_that("mclust on a plain matrix works, also with a subset initialisation", {
   expect_lte(nlevels(cl), 4)
   # Without a graph the matrix's mclust start is the embedding itself, as
   # init.smooth = 0 on the sedr_result; with the graph the two agree as well.
-  expect_identical(cl, SEDRClusters(res, n.clusters = 4, init.smooth = 0, verbose = FALSE))
+  # (A matrix has no coordinates, so no refinement either.)
+  expect_identical(cl, SEDRClusters(res, n.clusters = 4, init.smooth = 0, refine = 0, verbose = FALSE))
   expect_identical(SEDRClusters(emb, n.clusters = 4, graph = res$graph, verbose = FALSE),
+                   SEDRClusters(res, n.clusters = 4, refine = 0, verbose = FALSE))
+  expect_identical(SEDRClusters(emb, n.clusters = 4, graph = res$graph, coords = res$coords, verbose = FALSE),
                    SEDRClusters(res, n.clusters = 4, verbose = FALSE))
   sub <- SEDRClusters(emb, n.clusters = 4, mclust.init.size = 80, verbose = FALSE)
   expect_length(sub, nrow(emb))
@@ -165,7 +168,7 @@ test_that("Seurat objects: labels in meta.data; a missing reduction is an error"
                class = "sedr_error_input", regexp = "reduction")
   obj[["sedr"]] <- SeuratObject::CreateDimReducObject(
     embeddings = `colnames<-`(res$embedding, paste0("SEDR_", 1:32)), key = "SEDR_",
-    assay = "Spatial", misc = list(dec.q = res$dec.q, graph = res$graph)
+    assay = "Spatial", misc = list(dec.q = res$dec.q, graph = res$graph, coords = res$coords)
   )
   out <- SEDRClusters(obj, n.clusters = 5, verbose = FALSE)
   expect_identical(unname(out$sedr_clusters), unname(SEDRClusters(res, n.clusters = 5, verbose = FALSE)))
@@ -213,7 +216,7 @@ test_that("smooth averages the embedding over the stored spatial graph", {
   expect_identical(dimnames(s1), dimnames(emb))
   # sedr_result carries its graph; a plain matrix needs `graph`.
   cl_res <- SEDRClusters(res, n.clusters = 4, smooth = 2, verbose = FALSE)
-  cl_mat <- SEDRClusters(emb, n.clusters = 4, smooth = 2, graph = res$graph, verbose = FALSE)
+  cl_mat <- SEDRClusters(emb, n.clusters = 4, smooth = 2, graph = res$graph, coords = res$coords, verbose = FALSE)
   expect_identical(cl_res, cl_mat)
   expect_false(identical(cl_res, SEDRClusters(res, n.clusters = 4, verbose = FALSE)))
   expect_error(SEDRClusters(emb, n.clusters = 4, smooth = 1, verbose = FALSE), class = "sedr_error_input", regexp = "`smooth`")
@@ -231,7 +234,7 @@ test_that("init.smooth smooths mclust's start only; the EM fits the embedding it
     # then EEE EM on the unsmoothed one.
     set.seed(2023)
     fit <- SEDR:::mclust_fit(emb, 4, "EEE", init = init)
-    cl <- SEDRClusters(res, n.clusters = 4, init.smooth = w, verbose = FALSE)
+    cl <- SEDRClusters(res, n.clusters = 4, init.smooth = w, refine = 0, verbose = FALSE)
     expect_identical(as.integer(as.character(cl)), as.integer(mclust::map(fit$z)))
     # The fit is a converged EM on the raw embedding: restarting it there
     # keeps the labels.
@@ -258,6 +261,9 @@ test_that("the default start recovers cleanly separated domains exactly", {
   big <- SimulateSpatialTissue(n.rows = 40, n.cols = 40, n.genes = 1000, n.domains = 5, seed = 7)
   fit <- RunSEDR(big$counts, coords = big$coords, min.spots = 10, device = "cpu", n.threads = 2, verbose = FALSE)
   ari <- function(...) SpatialClusterMetrics(big$domain, SEDRClusters(fit, n.clusters = 5, verbose = FALSE, ...))[["ARI"]]
-  expect_gt(ari(), 0.99)
-  expect_gt(ari(init.smooth = 0), 0.99)
+  expect_gt(ari(refine = 0), 0.99)
+  expect_gt(ari(init.smooth = 0, refine = 0), 0.99)
+  # The default refinement (a vote of the 18 nearest spots) then rounds off
+  # the domains' corners: measured 0.980 here (bench/README.md).
+  expect_gt(ari(), 0.97)
 })

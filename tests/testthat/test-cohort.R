@@ -104,8 +104,8 @@ test_that("SEDRClusters(split.by) clusters each section with its own graph", {
   expect_s3_class(lab, "factor")
   expect_false(anyNA(lab))
   spots <- colnames(obj)[obj$sample == "slideB"]
-  res <- structure(list(embedding = emb[spots, ], graph = misc$graph[spots, spots], dec.q = NULL),
-                   class = "sedr_result")
+  res <- structure(list(embedding = emb[spots, ], graph = misc$graph[spots, spots], dec.q = NULL,
+                        coords = d$coords[spots, ]), class = "sedr_result")
   alone <- SEDRClusters(res, n.clusters = 3, verbose = FALSE)
   expect_identical(as.character(lab[spots]), as.character(alone))
   # The simulated domains are recovered within each section.

@@ -41,10 +41,10 @@ test_that(".filter_genes keeps genes passing both thresholds", {
   expect_equal(.filter_genes(as.matrix(x), 3, 5), .filter_genes(x, 3, 5))
 })
 
-test_that(".cpm scales every spot to a million and stays sparse", {
+test_that(".normalize_counts (cpm) scales every spot to a million and stays sparse", {
   x <- toy_counts()
   x <- cbind(x, s6 = 0)
-  cpm <- .cpm(x)
+  cpm <- .normalize_counts(x)
   expect_s4_class(cpm, "dgCMatrix")
   expect_equal(unname(Matrix::colSums(cpm)), c(rep(1e6, 5), 0))
   expect_equal(cpm["g1", "s2"], 1 / 7 * 1e6)
@@ -165,7 +165,7 @@ test_that(".preprocess_counts chains filter, CPM, HVG and scaling", {
   expect_setequal(res$features, .vst_hvg(kept, n = 40))
 
   # Scaled CPM, reversible with center/scale.
-  cpm <- as.matrix(.cpm(kept)[res$features, ])
+  cpm <- as.matrix(.normalize_counts(kept)[res$features, ])
   back <- t(res$scaled) * res$scale + res$center
   expect_equal(unname(back), unname(cpm))
 
@@ -218,7 +218,7 @@ test_that(".preprocess_counts(dense = FALSE) keeps the CPM sparse with the same 
   expect_equal(s$scale, d$scale)
   # The CPM of the kept genes (library sizes over all kept genes).
   kept <- .filter_genes(sim$counts, min.spots = 20, min.counts = 10)
-  expect_equal(s$norm, .cpm(kept)[d$features, ])
+  expect_equal(s$norm, .normalize_counts(kept)[d$features, ])
   expect_equal(unname(t(as.matrix(s$norm))), unname((d$scaled * rep(d$scale, each = 225)) +
                                                        rep(d$center, each = 225)))
 })

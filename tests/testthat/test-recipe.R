@@ -3,9 +3,9 @@
 # principal components.
 
 # The R recipe's result in the native recipe's shape.
-reference_recipe <- function(counts, n.hvg, min.spots, min.counts, npcs, seed) {
+reference_recipe <- function(counts, n.hvg, min.spots, min.counts, npcs, seed, normalize = "cpm") {
   ref <- .preprocess_counts(counts, n.hvg = n.hvg, min.spots = min.spots,
-                            min.counts = min.counts, dense = FALSE)
+                            min.counts = min.counts, dense = FALSE, normalize = normalize)
   ref$pcs <- sedr_pca_sparse(ref$norm, ref$center,
                              ifelse(ref$constant, 0, ref$scale), npcs, seed = seed)
   ref$norm <- NULL
@@ -52,6 +52,43 @@ test_that("the native recipe matches the R recipe on a simulated tissue", {
                                        n.threads = 2))
   expect_identical(two, nat)
   expect_identical(do.call(.preprocess_native, c(list(sim$counts), args, npcs = 30, seed = 7)), nat)
+})
+
+test_that("the log-normalised native recipe matches the R recipe", {
+  sim <- SimulateSpatialTissue(n.rows = 20, n.cols = 20, n.genes = 300, seed = 3)
+  args <- list(n.hvg = 120, min.spots = 20, min.counts = 10)
+  ref <- do.call(reference_recipe, c(list(sim$counts), args, npcs = 30, seed = 7, normalize = "log"))
+  nat <- do.call(.preprocess_native, c(list(sim$counts), args, npcs = 30, seed = 7, normalize = "log"))
+  expect_same_recipe(nat, ref)
+  # The same genes as the CPM recipe (chosen on the raw counts), other values.
+  cpm <- do.call(.preprocess_native, c(list(sim$counts), args, npcs = 30, seed = 7))
+  expect_identical(nat$features, cpm$features)
+  expect_false(isTRUE(all.equal(nat$center, cpm$center)))
+  # The R recipe's values are log1p(1e4 * counts / library size of the kept genes).
+  kept <- .filter_genes(sim$counts, 20, 10)
+  norm <- .normalize_counts(kept, how = "log")
+  dense <- as.matrix(kept)
+  want <- log1p(1e4 * sweep(dense, 2, colSums(dense), "/"))
+  expect_equal(as.matrix(norm), want, tolerance = 1e-12)
+  expect_equal(Matrix::nnzero(norm), Matrix::nnzero(kept))
+})
+
+test_that("RunSEDR(normalize =) is validated and recorded", {
+  sim <- SimulateSpatialTissue(n.rows = 10, n.cols = 10, n.genes = 100, seed = 4)
+  expect_error(RunSEDR(sim$counts, coords = sim$coords, normalize = "LogNormalize", verbose = FALSE),
+               class = "sedr_error_input", regexp = "normalize")
+  expect_error(RunSEDR(sim$counts, coords = sim$coords, normalize = NA, verbose = FALSE),
+               class = "sedr_error_input", regexp = "normalize")
+  run <- function(normalize) {
+    RunSEDR(sim$counts, coords = sim$coords, epochs = 3, dec = FALSE, n.hvg = 50, npcs = 10,
+            min.spots = 5, device = "cpu", verbose = FALSE, normalize = normalize)
+  }
+  lg <- run("log")
+  expect_identical(lg$params$normalize, "log")
+  expect_identical(run("cpm")$params$normalize, "cpm")
+  old <- options(SEDR.recipe = "r")
+  on.exit(options(old))
+  expect_equal(run("log")$embedding, lg$embedding, tolerance = 1e-5)
 })
 
 test_that("the native recipe treats stored zeros as the R recipe", {
@@ -117,4 +154,9 @@ test_that("the native recipe matches the R recipe on DLPFC 151673", {
                             npcs = 200, seed = 11, n.threads = 2)
   expect_length(nat$features, 2000)
   expect_same_recipe(nat, ref)
+  ref_log <- reference_recipe(counts, 2000, 50, 10, npcs = 50, seed = 11, normalize = "log")
+  nat_log <- .preprocess_native(counts, n.hvg = 2000, min.spots = 50, min.counts = 10,
+                                npcs = 50, seed = 11, n.threads = 2, normalize = "log")
+  expect_identical(nat_log$features, nat$features)
+  expect_same_recipe(nat_log, ref_log)
 })

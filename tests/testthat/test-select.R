@@ -18,19 +18,53 @@ test_that("refinement corrects a lone mislabeled spot and keeps a contiguous dom
   side[lone] <- 10
   emb <- cbind(side + rnorm(100, sd = 0.5), rnorm(100, sd = 0.5))
   rownames(emb) <- rownames(g$xy)
+  # A plain matrix without coordinates: the default refinement is skipped.
   raw <- SEDRClusters(emb, n.clusters = 2, graph = g$graph, verbose = FALSE)
+  expect_identical(SEDRClusters(emb, n.clusters = 2, graph = g$graph, coords = g$xy, refine = 0, verbose = FALSE),
+                   raw)
+  expect_message(SEDRClusters(emb, n.clusters = 2, graph = g$graph), "not refined")
   expect_lt(unname(SpatialClusterMetrics(g$truth, raw)["ARI"]), 1)
   expect_false(raw[lone] == raw[which(g$truth == "A")[1]])
-  ref <- SEDRClusters(emb, n.clusters = 2, graph = g$graph, refine = 1, verbose = FALSE)
+  ref <- SEDRClusters(emb, n.clusters = 2, graph = g$graph, coords = g$xy, refine = 1, verbose = FALSE)
   expect_equal(unname(SpatialClusterMetrics(g$truth, ref)["ARI"]), 1)
   expect_identical(names(ref), rownames(emb))
   # TRUE means one round; more rounds leave a clean two-domain map alone.
-  expect_identical(SEDRClusters(emb, n.clusters = 2, graph = g$graph, refine = TRUE, verbose = FALSE), ref)
-  expect_identical(SEDRClusters(emb, n.clusters = 2, graph = g$graph, refine = 5, verbose = FALSE), ref)
+  expect_identical(SEDRClusters(emb, n.clusters = 2, graph = g$graph, coords = g$xy, verbose = FALSE), ref)
+  expect_identical(SEDRClusters(emb, n.clusters = 2, graph = g$graph, coords = g$xy, refine = TRUE, verbose = FALSE), ref)
+  expect_identical(SEDRClusters(emb, n.clusters = 2, graph = g$graph, coords = g$xy, refine = 5, verbose = FALSE), ref)
+  # Coordinates are matched to the embedding by spot name.
+  shuffled <- g$xy[rev(seq_len(nrow(g$xy))), ]
+  expect_identical(SEDRClusters(emb, n.clusters = 2, graph = g$graph, coords = shuffled, verbose = FALSE), ref)
   # The border spots (5 of their 8 neighbours in their own half) are kept.
   clean <- factor(g$truth)
   names(clean) <- rownames(g$xy)
   expect_identical(SEDR:::refine_labels(clean, g$graph, 3), clean)
+})
+
+test_that("refinement votes among the refine.k nearest spots", {
+  g <- grid_case()
+  # A thin column (x = 5) of B in A: with the 4 nearest spots voting, its
+  # spots keep B (2 of 4 B: a tie); with 18 (up to distance sqrt(5)) A wins.
+  lab <- factor(ifelse(g$xy[, "x"] == 5, "B", "A"))
+  names(lab) <- rownames(g$xy)
+  near4 <- SEDR:::refine_neighbours(g$xy, 4)
+  expect_true(all(Matrix::rowSums(near4) >= 4))
+  near18 <- SEDR:::refine_neighbours(g$xy, 18)
+  expect_true(all(Matrix::rowSums(near18) >= 18))
+  mid <- which(g$xy[, "x"] == 5 & g$xy[, "y"] %in% 3:8)
+  expect_true(all(SEDR:::refine_labels(lab, near4, 1)[mid] == "B"))
+  expect_true(all(SEDR:::refine_labels(lab, near18, 1)[mid] == "A"))
+  # SEDRClusters(refine.k =) votes among exactly these neighbours.
+  set.seed(3)
+  emb <- cbind(ifelse(g$xy[, "x"] <= 5, 0, 4) + rnorm(100), rnorm(100))
+  rownames(emb) <- rownames(g$xy)
+  raw <- SEDRClusters(emb, n.clusters = 2, refine = 0, verbose = FALSE)
+  for (k in c(4, 18)) {
+    expect_identical(SEDRClusters(emb, n.clusters = 2, coords = g$xy, refine.k = k, verbose = FALSE),
+                     SEDR:::refine_labels(raw, SEDR:::refine_neighbours(g$xy, k), 1))
+  }
+  # More neighbours than spots: every other spot votes.
+  expect_true(all(Matrix::rowSums(SEDR:::refine_neighbours(g$xy[1:4, ], 18)) == 3))
 })
 
 test_that("refinement: a tie keeps the spot's own label, a majority does not", {
@@ -128,9 +162,15 @@ test_that("bad n.clusters ranges and refine values are classed input errors", {
     expect_error(SEDRClusters(res, n.clusters = 4, refine = r, verbose = FALSE), class = "sedr_error_input",
                  regexp = "refine")
   }
-  # A plain matrix has no graph to refine over.
+  # A plain matrix has no coordinates to refine over.
   expect_error(SEDRClusters(res$embedding, n.clusters = 4, refine = 1, verbose = FALSE),
                class = "sedr_error_input", regexp = "refine")
-  expect_error(SEDRClusters(res$embedding, n.clusters = 4, refine = 1, graph = res$graph[1:5, 1:5],
-                            verbose = FALSE), class = "sedr_error_input", regexp = "graph")
+  expect_error(SEDRClusters(res$embedding, n.clusters = 4, refine = 1, coords = sim$coords[1:5, ],
+                            verbose = FALSE), class = "sedr_error_input", regexp = "coords")
+  expect_error(SEDRClusters(res$embedding, n.clusters = 4, coords = "xy", verbose = FALSE),
+               class = "sedr_error_input", regexp = "coords")
+  for (k in list(0, 2.5, NA, "18", c(6, 18))) {
+    expect_error(SEDRClusters(res, n.clusters = 4, refine.k = k, verbose = FALSE), class = "sedr_error_input",
+                 regexp = "refine.k")
+  }
 })

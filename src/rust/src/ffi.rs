@@ -199,12 +199,13 @@ fn sedr_recipe_clipped(p: &[i32], i: &[i32], x: &[f64], g: i32, mu: &[f64], sd: 
 /// @noRd
 #[extendr]
 #[allow(clippy::too_many_arguments)]
-fn sedr_recipe_pca(p: &[i32], i: &[i32], x: &[f64], g: i32, selected: &[i32], totals: &[f64], k: i32, seed: i32, threads: i32, device: &str) -> Robj {
+fn sedr_recipe_pca(p: &[i32], i: &[i32], x: &[f64], g: i32, selected: &[i32], totals: &[f64], normalize: &str, k: i32, seed: i32, threads: i32, device: &str) -> Robj {
     guarded(|| {
         let dev = parse_device(device)?;
+        let how = crate::recipe::Normalize::parse(normalize)?;
         let csr = counts_view(p, i, x, g)?;
         let sel = to_usize(selected, "features")?;
-        let r = crate::recipe::recipe_pca(&csr, &sel, totals, k.max(0) as usize, seed as u32 as u64, threads.max(1) as usize, dev)?;
+        let r = crate::recipe::recipe_pca(&csr, &sel, totals, how, k.max(0) as usize, seed as u32 as u64, threads.max(1) as usize, dev)?;
         Ok(list!(
             scores = r.pca.scores,
             sdev = r.pca.sdev,

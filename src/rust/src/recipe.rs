@@ -166,10 +166,39 @@ impl OwnedCsr {
     }
 }
 
-/// Counts per million of the `selected` genes (0-based, increasing; they
-/// become genes 0.. in that order): x / total * 1e6, as the R recipe.
-/// `totals` (one per spot, finite, >= 0) are the library sizes.
-pub fn select_cpm(x: &Csr, selected: &[usize], totals: &[f64]) -> Result<OwnedCsr> {
+/// How the recipe normalises a spot's counts by its library size `t`:
+/// `Cpm`, the reference's counts per million x / t * 1e6 (no log); `Log`,
+/// Seurat's LogNormalize ln(1 + x / t * 1e4). Both keep zeros at zero, so
+/// the result stays sparse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalize {
+    Cpm,
+    Log,
+}
+
+impl Normalize {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "cpm" => Ok(Normalize::Cpm),
+            "log" => Ok(Normalize::Log),
+            _ => Err(SedrError::input("normalize", format!("must be \"cpm\" or \"log\", not \"{s}\""))),
+        }
+    }
+
+    /// One count `v` of a spot with library size `t > 0`, in the order of
+    /// operations of the R recipe's `.normalize_counts` (same bits).
+    fn apply(self, v: f64, t: f64) -> f64 {
+        match self {
+            Normalize::Cpm => v / t * 1e6,
+            Normalize::Log => (v / t * 1e4).ln_1p(),
+        }
+    }
+}
+
+/// The `selected` genes (0-based, increasing; they become genes 0.. in that
+/// order) normalised by `how`, as the R recipe. `totals` (one per spot,
+/// finite, >= 0) are the library sizes.
+pub fn select_normalized(x: &Csr, selected: &[usize], totals: &[f64], how: Normalize) -> Result<OwnedCsr> {
     if totals.len() != x.n {
         return Err(SedrError::input("totals", "needs one library size per spot"));
     }
@@ -217,7 +246,7 @@ pub fn select_cpm(x: &Csr, selected: &[usize], totals: &[f64]) -> Result<OwnedCs
                 if id >= 0 {
                     ind[pos] = id;
                     // A spot whose kept genes have no counts keeps zeros.
-                    val[pos] = if t > 0.0 { v / t * 1e6 } else { 0.0 };
+                    val[pos] = if t > 0.0 { how.apply(v, t) } else { 0.0 };
                     pos += 1;
                 }
             }
@@ -271,12 +300,13 @@ pub struct RecipePca {
     pub pca: Pca,
 }
 
-/// CPM of the `selected` genes → moments → [`pca_sparse`] to `k` components.
+/// The `selected` genes normalised by `how` → moments → [`pca_sparse`] to
+/// `k` components.
 #[allow(clippy::too_many_arguments)]
-pub fn recipe_pca(x: &Csr, selected: &[usize], totals: &[f64], k: usize, seed: u64, threads: usize, device: Device) -> Result<RecipePca> {
+pub fn recipe_pca(x: &Csr, selected: &[usize], totals: &[f64], how: Normalize, k: usize, seed: u64, threads: usize, device: Device) -> Result<RecipePca> {
     let threads = threads.max(1);
     let (norm, moments) = with_pool(threads, || -> Result<(OwnedCsr, Moments)> {
-        let norm = select_cpm(x, selected, totals)?;
+        let norm = select_normalized(x, selected, totals, how)?;
         let m = gene_moments(&norm.view(), threads)?;
         Ok((norm, m))
     })??;
@@ -344,7 +374,7 @@ mod tests {
     fn select_cpm_and_moments_by_hand() {
         let t = toy();
         let totals = vec![5.0, 5.0, 8.0];
-        let s = select_cpm(&t.view(), &[0, 3], &totals).unwrap();
+        let s = select_normalized(&t.view(), &[0, 3], &totals, Normalize::Cpm).unwrap();
         assert_eq!(s.indptr, vec![0, 1, 3, 4]);
         assert_eq!(s.indices, vec![0, 0, 1, 1]);
         assert_eq!(s.values, vec![1.0 / 5.0 * 1e6, 3.0 / 5.0 * 1e6, 2.0 / 5.0 * 1e6, 6.0 / 8.0 * 1e6]);
@@ -362,9 +392,18 @@ mod tests {
         let mc = gene_moments(&c.view(), 1).unwrap();
         assert_eq!((mc.center[0], mc.scale[0], mc.constant[0]), (7.0, 1.0, true));
         // Bad selections are input errors.
-        assert!(select_cpm(&t.view(), &[3, 0], &totals).is_err());
-        assert!(select_cpm(&t.view(), &[4], &totals).is_err());
-        assert!(select_cpm(&t.view(), &[0], &totals[..2]).is_err());
+        assert!(select_normalized(&t.view(), &[3, 0], &totals, Normalize::Cpm).is_err());
+        assert!(select_normalized(&t.view(), &[4], &totals, Normalize::Cpm).is_err());
+        assert!(select_normalized(&t.view(), &[0], &totals[..2], Normalize::Cpm).is_err());
+        // LogNormalize: ln(1 + x / total * 1e4), zeros stay unstored.
+        let l = select_normalized(&t.view(), &[0, 3], &totals, Normalize::Log).unwrap();
+        assert_eq!((l.indptr.clone(), l.indices.clone()), (s.indptr.clone(), s.indices.clone()));
+        let want: Vec<f64> = [(1.0, 5.0), (3.0, 5.0), (2.0, 5.0), (6.0, 8.0)].iter().map(|&(v, t)| (1.0 + v / t * 1e4f64).ln()).collect();
+        for (g, w) in l.values.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-12, "{g} vs {w}");
+        }
+        assert_eq!(Normalize::parse("log").unwrap(), Normalize::Log);
+        assert!(Normalize::parse("LOG").is_err());
         let one = OwnedCsr { indptr: vec![0, 1], indices: vec![0], values: vec![1.0], n: 1, g: 1 };
         assert!(gene_moments(&one.view(), 1).is_err());
     }
@@ -420,13 +459,13 @@ mod tests {
         let keep = vec![true; g];
         let totals = spot_totals(&x.view(), &keep);
         let sel = [1usize, 4, 5, 7, 8, 10, 11];
-        let r1 = recipe_pca(&x.view(), &sel, &totals, 2, 9, 1, Device::Cpu).unwrap();
-        let r2 = recipe_pca(&x.view(), &sel, &totals, 2, 9, 2, Device::Cpu).unwrap();
+        let r1 = recipe_pca(&x.view(), &sel, &totals, Normalize::Cpm, 2, 9, 1, Device::Cpu).unwrap();
+        let r2 = recipe_pca(&x.view(), &sel, &totals, Normalize::Cpm, 2, 9, 2, Device::Cpu).unwrap();
         // The same bits for any thread count.
         assert_eq!(r1.moments, r2.moments);
         assert_eq!(r1.pca.scores, r2.pca.scores);
         assert_eq!(r1.pca.loadings, r2.pca.loadings);
-        let norm = select_cpm(&x.view(), &sel, &totals).unwrap();
+        let norm = select_normalized(&x.view(), &sel, &totals, Normalize::Cpm).unwrap();
         let m = gene_moments(&norm.view(), 1).unwrap();
         let scale: Vec<f64> = m.scale.iter().zip(&m.constant).map(|(&s, &c)| if c { 0.0 } else { s }).collect();
         let direct = pca_sparse(&norm.indptr, &norm.indices, &norm.values, n, sel.len(), &m.center, &scale, 2, 9, 1, Device::Cpu).unwrap();
