@@ -97,8 +97,12 @@ fn randomized_svd(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let omega = gaussian(g, l, seed, device)?;
     let mut y = mul(&omega)?;
+    drop(omega);
     for _ in 0..POWER_ITERS {
         let w = qr(&tmul(&y)?)?;
+        // Freed before the next product, not after it: y is n × l doubles
+        // (1.7 GB at a million spots).
+        drop(y);
         y = mul(&w)?;
     }
     let q = qr(&y)?;
