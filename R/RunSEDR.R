@@ -371,8 +371,17 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
         sprintf(", mini-batches of ~%s spots (one step per epoch)",
                 format(options$batch.size, big.mark = ",", scientific = FALSE))
       } else "")
-  fit <- sedr_train(x, graph, mode = mode, epochs = epochs, dec = dec, options = options,
-                    device = device, n.threads = n.threads, seed = seed, verbose = verbose)
+  trainer <- sedr_trainer_new(x, graph, mode = mode, epochs = epochs, dec = dec, options = options,
+                              device = device, n.threads = n.threads, seed = seed)
+  # The trainer holds a float32 copy; the doubles (1.6 GB at a million
+  # spots x 200 PCs) are not needed any more.
+  input_dims <- ncol(x)
+  rm(x)
+  fit <- sedr_train(trainer, n, mode = mode, epochs = epochs, dec = dec, options = options,
+                    verbose = verbose)
+  # Frees the trainer (its finalizer runs at a collection) before clustering.
+  rm(trainer)
+  if (n >= 1e5) invisible(gc(verbose = FALSE))
   timings["train"] <- tic() - t0
   emb <- fit$embedding
   dimnames(emb) <- list(spots, paste0("SEDR_", seq_len(ncol(emb))))
@@ -389,7 +398,7 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
                    device = fit$device, n.threads = n.threads, seed.use = seed.use, seed = seed,
                    n.hvg = if (is.null(prep)) NA else length(prep$features),
                    input = if (is.null(input)) (if (mode == "clustering") "pca" else "scaled") else "reduction",
-                   input.dims = ncol(x), integrate = if (is.null(group)) NA else integrate,
+                   input.dims = input_dims, integrate = if (is.null(group)) NA else integrate,
                    mnn.pairs = n_pairs),
               unclass(options))
   list(embedding = emb, dec.q = fit$q, denoised = denoised, losses = fit$losses, graph = graph,

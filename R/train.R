@@ -1,20 +1,25 @@
 # Drives the Rust trainer: chunks of epochs between which R shows progress
 # and can be interrupted (Ctrl-C lands between .Call()s, within a second).
 
-sedr_train <- function(x, graph, mode, epochs, dec, options, device, n.threads, seed, verbose) {
+# The Rust trainer for input `x` (spots x dims) on `graph`. It keeps its own
+# float32 copy of `x`, so the caller can drop the doubles before training.
+sedr_trainer_new <- function(x, graph, mode, epochs, dec, options, device, n.threads, seed) {
   opts <- unclass(options)
   opts$epochs <- epochs
   opts$dec <- dec
   opts$seed <- seed
   opts$n.threads <- n.threads
-  n <- nrow(x)
   # The matrix itself goes to Rust (as.double() would copy it to drop its
   # attributes: 1.6 GB at a million spots x 200 PCs).
   if (!is.double(x)) storage.mode(x) <- "double"
-  trainer <- unwrap_rust(.Call(
-    wrap__sedr_trainer_new, x, as.integer(n), as.integer(ncol(x)),
+  unwrap_rust(.Call(
+    wrap__sedr_trainer_new, x, as.integer(nrow(x)), as.integer(ncol(x)),
     graph@p, graph@i, mode, opts, device
   ))
+}
+
+# Trains `trainer` (from sedr_trainer_new(), n spots) to the end of its schedule.
+sedr_train <- function(trainer, n, mode, epochs, dec, options, verbose) {
   total <- epochs + if (dec) options$dec.epochs else 0L
   history <- vector("list", 0)
   chunk <- 10L
