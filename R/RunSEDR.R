@@ -371,12 +371,15 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
         sprintf(", mini-batches of ~%s spots (one step per epoch)",
                 format(options$batch.size, big.mark = ",", scientific = FALSE))
       } else "")
-  trainer <- sedr_trainer_new(x, graph, mode = mode, epochs = epochs, dec = dec, options = options,
-                              device = device, n.threads = n.threads, seed = seed)
-  # The trainer holds a float32 copy; the doubles (1.6 GB at a million
-  # spots x 200 PCs) are not needed any more.
+  # The trainer keeps a float32 copy of the input; the doubles (1.6 GB at a
+  # million spots x 200 PCs) go before it builds its graph structures.
+  x_handle <- sedr_trainer_input(x)
   input_dims <- ncol(x)
   rm(x)
+  if (n >= 1e5) invisible(gc(verbose = FALSE))
+  trainer <- sedr_trainer_new(x_handle, graph, mode = mode, epochs = epochs, dec = dec, options = options,
+                              device = device, n.threads = n.threads, seed = seed)
+  rm(x_handle)
   fit <- sedr_train(trainer, n, mode = mode, epochs = epochs, dec = dec, options = options,
                     verbose = verbose)
   # Frees the trainer (its finalizer runs at a collection) before clustering.

@@ -171,6 +171,29 @@ fn keep_freed_heap_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_heap_memory() {}
 
+/// The model input, n spots × d features: float32, row-major, on the CPU.
+pub struct Input {
+    x: Tensor,
+    n: usize,
+}
+
+impl Input {
+    /// From n × d float64 values, column-major (as R stores a matrix).
+    pub fn new(x_col_major: &[f64], n: usize, d: usize) -> Result<Self> {
+        if n == 0 || d == 0 || x_col_major.len() != n * d {
+            return Err(SedrError::input("x", format!("expected {n} × {d} values, got {}", x_col_major.len())));
+        }
+        if x_col_major.iter().any(|v| !v.is_finite()) {
+            return Err(SedrError::input("x", "contains NA, NaN or Inf; remove or impute them first"));
+        }
+        Ok(Input { x: row_major_f32(x_col_major, n, d)?, n })
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+}
+
 /// The n × d float32 CPU tensor, row-major, of column-major float64 values.
 /// Row-major: R's column-major layout would make every n × d elementwise op
 /// (MSE, SCE, the token add) a strided loop. Written straight into the
@@ -200,18 +223,19 @@ fn row_major_f32(x_col_major: &[f64], n: usize, d: usize) -> Result<Tensor> {
 impl Trainer {
     /// `x` holds n × d features, column-major (as R stores a matrix).
     pub fn new(x_col_major: &[f64], n: usize, d: usize, graph: &SpatialGraph, params: Params, device: Device) -> Result<Self> {
+        Self::from_input(Input::new(x_col_major, n, d)?, graph, params, device)
+    }
+
+    /// A trainer on an input made beforehand ([`Input::new`]), so that the
+    /// caller can free its float64 copy before the graph structures are built.
+    pub fn from_input(input: Input, graph: &SpatialGraph, params: Params, device: Device) -> Result<Self> {
         params.check()?;
-        if n == 0 || d == 0 || x_col_major.len() != n * d {
-            return Err(SedrError::input("x", format!("expected {n} × {d} values, got {}", x_col_major.len())));
-        }
+        let n = input.n;
         if graph.n() != n {
             return Err(SedrError::input("graph", format!("has {} spots but the features have {n}", graph.n())));
         }
         if n < 2 {
             return Err(SedrError::input("object", "needs at least 2 spots"));
-        }
-        if x_col_major.iter().any(|v| !v.is_finite()) {
-            return Err(SedrError::input("x", "contains NA, NaN or Inf; remove or impute them first"));
         }
         if params.dec && params.dec_clusters as usize > n {
             return Err(SedrError::input("dec.clusters", format!("({}) exceeds the number of spots ({n})", params.dec_clusters)));
@@ -227,7 +251,8 @@ impl Trainer {
         // the trainer's own generators.
         let _seeding = TORCH_SEEDING.lock().unwrap_or_else(|e| e.into_inner());
         tch::manual_seed(params.seed as i64);
-        let x = row_major_f32(x_col_major, n, d)?.f_to_device(device)?;
+        let d = input.x.size()[1] as usize;
+        let x = input.x.f_to_device(device)?;
         let adj = GraphOp::new(graph, device)?;
         let batching = if params.batch_size == 0 || params.batch_size >= n {
             Batching::Full(EdgeTargets::new(graph, &params, device, None)?)
