@@ -333,6 +333,10 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
       sedr_abort("imputation needs expression, not a reduction; drop `reduction`.", arg = "reduction")
     }
   }
+  # The recipe's garbage goes before the graph and the trainer allocate
+  # outside R's heap: at a million spots it holds GBs (a copy of the PCs made
+  # when their dimnames are set), which set the peak during the graph build.
+  if (n >= 1e5) invisible(gc(verbose = FALSE))
   timings["preprocess"] <- tic() - t0
 
   # 2. Graph.
