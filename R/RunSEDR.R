@@ -377,6 +377,10 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
       sedr_abort("imputation needs expression, not a reduction; drop `reduction`.", arg = "reduction")
     }
   }
+  # The recipe's garbage goes before the graph and the trainer allocate
+  # outside R's heap: at a million spots it holds GBs (a copy of the PCs made
+  # when their dimnames are set), which set the peak during the graph build.
+  if (n >= 1e5) invisible(gc(verbose = FALSE))
   timings["preprocess"] <- tic() - t0
 
   # 2. Graph.
@@ -417,8 +421,20 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
         sprintf(", mini-batches of ~%s spots (one step per epoch)",
                 format(options$batch.size, big.mark = ",", scientific = FALSE))
       } else "")
-  fit <- sedr_train(x, graph, mode = mode, epochs = epochs, dec = dec, options = options,
-                    device = device, n.threads = n.threads, seed = seed, verbose = verbose)
+  # The trainer keeps a float32 copy of the input; the doubles (1.6 GB at a
+  # million spots x 200 PCs) go before it builds its graph structures.
+  x_handle <- sedr_trainer_input(x)
+  input_dims <- ncol(x)
+  rm(x)
+  if (n >= 1e5) invisible(gc(verbose = FALSE))
+  trainer <- sedr_trainer_new(x_handle, graph, mode = mode, epochs = epochs, dec = dec, options = options,
+                              device = device, n.threads = n.threads, seed = seed)
+  rm(x_handle)
+  fit <- sedr_train(trainer, n, mode = mode, epochs = epochs, dec = dec, options = options,
+                    verbose = verbose)
+  # Frees the trainer (its finalizer runs at a collection) before clustering.
+  rm(trainer)
+  if (n >= 1e5) invisible(gc(verbose = FALSE))
   timings["train"] <- tic() - t0
   emb <- fit$embedding
   dimnames(emb) <- list(spots, paste0("SEDR_", seq_len(ncol(emb))))
@@ -452,7 +468,7 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
                    n.hvg = if (is.null(prep)) NA else length(prep$features),
                    normalize = if (is.null(prep)) NA else normalize,
                    input = if (is.null(input)) (if (mode == "clustering") "pca" else "scaled") else "reduction",
-                   input.dims = ncol(x), integrate = if (is.null(group)) NA else integrate,
+                   input.dims = input_dims, integrate = if (is.null(group)) NA else integrate,
                    mnn.pairs = n_pairs, soft.rounds = soft_rounds),
               unclass(options))
   list(embedding = emb, dec.q = fit$q, denoised = denoised, losses = fit$losses, graph = graph, coords = coords,

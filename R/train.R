@@ -1,17 +1,28 @@
 # Drives the Rust trainer: chunks of epochs between which R shows progress
 # and can be interrupted (Ctrl-C lands between .Call()s, within a second).
 
-sedr_train <- function(x, graph, mode, epochs, dec, options, device, n.threads, seed, verbose) {
+# The trainer's input (checked, float32, row-major) from `x` (spots x
+# dims), a handle for sedr_trainer_new(). Made first so the caller can free
+# the doubles before the trainer builds its graph structures.
+sedr_trainer_input <- function(x) {
+  # The matrix itself goes to Rust (as.double() would copy it to drop its
+  # attributes: 1.6 GB at a million spots x 200 PCs).
+  if (!is.double(x)) storage.mode(x) <- "double"
+  unwrap_rust(.Call(wrap__sedr_trainer_input, x, as.integer(nrow(x)), as.integer(ncol(x))))
+}
+
+# The Rust trainer on `input` (from sedr_trainer_input(), used up) and `graph`.
+sedr_trainer_new <- function(input, graph, mode, epochs, dec, options, device, n.threads, seed) {
   opts <- unclass(options)
   opts$epochs <- epochs
   opts$dec <- dec
   opts$seed <- seed
   opts$n.threads <- n.threads
-  n <- nrow(x)
-  trainer <- unwrap_rust(.Call(
-    wrap__sedr_trainer_new, as.double(x), as.integer(n), as.integer(ncol(x)),
-    graph@p, graph@i, mode, opts, device
-  ))
+  unwrap_rust(.Call(wrap__sedr_trainer_new, input, graph@p, graph@i, mode, opts, device))
+}
+
+# Trains `trainer` (from sedr_trainer_new(), n spots) to the end of its schedule.
+sedr_train <- function(trainer, n, mode, epochs, dec, options, verbose) {
   total <- epochs + if (dec) options$dec.epochs else 0L
   history <- vector("list", 0)
   chunk <- 10L

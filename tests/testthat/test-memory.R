@@ -102,3 +102,26 @@ test_that("RunSEDR leaves a Seurat object unchanged when the memory guard refuse
   out <- with_limit(1e12, run_small(obj))
   expect_true("sedr" %in% SeuratObject::Reductions(out))
 })
+
+test_that("the CUDA libraries are loaded only where wanted (SEDR_CUDA, else an NVIDIA driver)", {
+  skip_on_cran()
+  skip_if_not_installed("callr")
+  skip_if_not(file.exists("/proc/self/maps"), "needs /proc (Linux)")
+  # A fresh R process per setting: the choice is made when the package loads.
+  loaded <- function(flag) {
+    callr::r(function() {
+      suppressPackageStartupMessages(library(SEDR))
+      maps <- readLines("/proc/self/maps")
+      cpu <- grep("libtorch_cpu\\.so", maps, value = TRUE)
+      list(cuda = any(grepl("libtorch_cuda\\.so", maps)),
+           cpu_dir = dirname(sub("^.* ", "", cpu[1])),
+           available = SEDRBackendInfo()$cuda_available)
+    }, env = c(callr::rcmd_safe_env(), SEDR_CUDA = flag))
+  }
+  off <- loaded("0")
+  expect_false(off$cuda)
+  expect_false(off$available)
+  on <- loaded("1")
+  # Forced on, libtorch_cuda is mapped wherever this libtorch has it.
+  expect_identical(on$cuda, file.exists(file.path(off$cpu_dir, "libtorch_cuda.so")))
+})

@@ -276,15 +276,33 @@ fn params_from_list(mode: &str, opts: List) -> Result<Params> {
 
 /// @noRd
 #[extendr]
-fn sedr_trainer_new(x: &[f64], n: i32, d: i32, adj_p: &[i32], adj_i: &[i32], mode: &str, opts: List, device: &str) -> Robj {
+fn sedr_trainer_new(input: Robj, adj_p: &[i32], adj_i: &[i32], mode: &str, opts: List, device: &str) -> Robj {
     guarded(|| {
         let params = params_from_list(mode, opts)?;
         let dev = parse_device(device)?;
-        let n = n.max(0) as usize;
+        let mut slot = ExternalPtr::<TrainerInput>::try_from(input)
+            .map_err(|_| SedrError::Internal("not a SEDR trainer input handle".into()))?;
+        let input = slot.0.take().ok_or_else(|| SedrError::Internal("the trainer input was used already".into()))?;
+        let n = input.n();
         let (adj_p, adj_i) = (to_usize(adj_p, "graph")?, to_usize(adj_i, "graph")?);
         let graph = with_pool(params.threads, || SpatialGraph::from_pattern(n, &adj_p, &adj_i))??;
-        let t = Trainer::new(x, n, d.max(0) as usize, &graph, params, dev)?;
+        drop((adj_p, adj_i));
+        let t = Trainer::from_input(input, &graph, params, dev)?;
         Ok(ExternalPtr::new(t).into())
+    })
+}
+
+/// The trainer's input, made (checked, float32, row-major) before the
+/// trainer so that R can free the float64 matrix in between: at a million
+/// spots × 200 PCs that is 1.6 GB less at the trainer's construction.
+struct TrainerInput(Option<crate::train::Input>);
+
+/// @noRd
+#[extendr]
+fn sedr_trainer_input(x: &[f64], n: i32, d: i32) -> Robj {
+    guarded(|| {
+        let input = crate::train::Input::new(x, n.max(0) as usize, d.max(0) as usize)?;
+        Ok(ExternalPtr::new(TrainerInput(Some(input))).into())
     })
 }
 
@@ -393,6 +411,7 @@ extendr_module! {
     fn sedr_recipe_stats;
     fn sedr_recipe_clipped;
     fn sedr_recipe_pca;
+    fn sedr_trainer_input;
     fn sedr_trainer_new;
     fn sedr_trainer_step;
     fn sedr_trainer_output;

@@ -97,8 +97,12 @@ fn randomized_svd(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let omega = gaussian(g, l, seed, device)?;
     let mut y = mul(&omega)?;
+    drop(omega);
     for _ in 0..POWER_ITERS {
         let w = qr(&tmul(&y)?)?;
+        // Freed before the next product, not after it: y is n × l doubles
+        // (1.7 GB at a million spots).
+        drop(y);
         y = mul(&w)?;
     }
     let q = qr(&y)?;
@@ -202,6 +206,37 @@ pub struct Csr<'a> {
     pub g: usize,
 }
 
+/// The rows (spots) of a sparse spots × genes matrix as the PCA kernels
+/// read them: stored in CSR ([`Csr`]), or derived row by row from another
+/// matrix (the recipe's normalised selected genes, `recipe::NormRows`), so
+/// that a derived matrix as large as the counts is never held.
+pub trait Rows: Sync {
+    fn n_rows(&self) -> usize;
+    fn n_cols(&self) -> usize;
+    /// Row `i`'s stored entries, columns strictly increasing: borrowed from
+    /// the matrix, or computed into `buf` (cleared first).
+    fn row_into<'s>(&'s self, i: usize, buf: &'s mut RowBuf) -> (&'s [i32], &'s [f64]);
+}
+
+/// Scratch space for a row computed on the fly ([`Rows::row_into`]).
+#[derive(Default)]
+pub struct RowBuf {
+    pub cols: Vec<i32>,
+    pub vals: Vec<f64>,
+}
+
+impl Rows for Csr<'_> {
+    fn n_rows(&self) -> usize {
+        self.n
+    }
+    fn n_cols(&self) -> usize {
+        self.g
+    }
+    fn row_into<'s>(&'s self, i: usize, _buf: &'s mut RowBuf) -> (&'s [i32], &'s [f64]) {
+        self.row(i)
+    }
+}
+
 /// Rows per block of the CPU kernels. Fixed (not derived from the thread
 /// count), so the summation order and hence the result do not depend on it.
 const BLOCK: usize = 4096;
@@ -242,82 +277,95 @@ impl Csr<'_> {
         let (a, b) = (self.indptr[i] as usize, self.indptr[i + 1] as usize);
         (&self.indices[a..b], &self.values[a..b])
     }
+}
 
-    /// out = X·m, with m (g × l) and out (n × l) row-major; rows in parallel.
-    fn mul_into(&self, m: &[f64], l: usize, out: &mut [f64]) {
-        out.par_chunks_mut(l * BLOCK).enumerate().for_each(|(b, block)| {
-            for (r, o) in block.chunks_mut(l).enumerate() {
-                let (js, vs) = self.row(b * BLOCK + r);
-                for (&j, &v) in js.iter().zip(vs) {
-                    axpy(o, v, &m[j as usize * l..(j as usize + 1) * l]);
-                }
-            }
-        });
-    }
-
-    /// Xᵀ·q for q (n × l, element (i, c) at `q[i * rs + c * cs]`: row- or
-    /// column-major, so QR's column-major output needs no copy), as g × l
-    /// row-major. Each block of spots copies its rows of q into a row-major
-    /// buffer and accumulates into its own g × l buffer (cache-resident);
-    /// buffers are added in block order, a wave of `threads` blocks at a
-    /// time, so the result is the same for every thread count.
-    fn tmul(&self, q: &[f64], l: usize, rs: usize, cs: usize, threads: usize) -> Vec<f64> {
-        let blocks = self.n.div_ceil(BLOCK);
-        let mut total = vec![0.0; self.g * l];
-        let wave = threads.max(1);
-        for w0 in (0..blocks).step_by(wave) {
-            let parts: Vec<Vec<f64>> = (w0..(w0 + wave).min(blocks))
-                .into_par_iter()
-                .map(|b| {
-                    let mut acc = vec![0.0; self.g * l];
-                    let (start, end) = (b * BLOCK, ((b + 1) * BLOCK).min(self.n));
-                    let mut qb = vec![0.0; (end - start) * l];
-                    for c in 0..l {
-                        for i in start..end {
-                            qb[(i - start) * l + c] = q[i * rs + c * cs];
-                        }
-                    }
-                    for i in start..end {
-                        let qrow = &qb[(i - start) * l..(i - start + 1) * l];
-                        let (js, vs) = self.row(i);
-                        for (&j, &v) in js.iter().zip(vs) {
-                            axpy(&mut acc[j as usize * l..(j as usize + 1) * l], v, qrow);
-                        }
-                    }
-                    acc
-                })
-                .collect();
-            for part in parts {
-                total.iter_mut().zip(&part).for_each(|(t, p)| *t += p);
+/// out = X·m, with m (g × l) and out (n × l) row-major; rows in parallel.
+fn mul_into<R: Rows>(x: &R, m: &[f64], l: usize, out: &mut [f64]) {
+    out.par_chunks_mut(l * BLOCK).enumerate().for_each(|(b, block)| {
+        let mut buf = RowBuf::default();
+        for (r, o) in block.chunks_mut(l).enumerate() {
+            let (js, vs) = x.row_into(b * BLOCK + r, &mut buf);
+            for (&j, &v) in js.iter().zip(vs) {
+                axpy(o, v, &m[j as usize * l..(j as usize + 1) * l]);
             }
         }
-        total
-    }
+    });
+}
 
-    /// CSR of Xᵀ (rows = genes) by counting sort; indices sorted per row.
-    fn transpose(&self) -> (Vec<i32>, Vec<i32>, Vec<f64>) {
-        let (n, g) = (self.n, self.g);
-        let mut tptr = vec![0i32; g + 1];
-        for &j in self.indices {
+/// Xᵀ·q for q (n × l, element (i, c) at `q[i * rs + c * cs]`: row- or
+/// column-major, so QR's column-major output needs no copy), as g × l
+/// row-major. Each block of spots copies its rows of q into a row-major
+/// buffer and accumulates into its own g × l buffer (cache-resident);
+/// buffers are added in block order, a wave of `threads` blocks at a
+/// time, so the result is the same for every thread count.
+fn tmul<R: Rows>(x: &R, q: &[f64], l: usize, rs: usize, cs: usize, threads: usize) -> Vec<f64> {
+    let (n, g) = (x.n_rows(), x.n_cols());
+    let blocks = n.div_ceil(BLOCK);
+    let mut total = vec![0.0; g * l];
+    let wave = threads.max(1);
+    for w0 in (0..blocks).step_by(wave) {
+        let parts: Vec<Vec<f64>> = (w0..(w0 + wave).min(blocks))
+            .into_par_iter()
+            .map(|b| {
+                let mut acc = vec![0.0; g * l];
+                let (start, end) = (b * BLOCK, ((b + 1) * BLOCK).min(n));
+                let mut qb = vec![0.0; (end - start) * l];
+                for c in 0..l {
+                    for i in start..end {
+                        qb[(i - start) * l + c] = q[i * rs + c * cs];
+                    }
+                }
+                let mut buf = RowBuf::default();
+                for i in start..end {
+                    let qrow = &qb[(i - start) * l..(i - start + 1) * l];
+                    let (js, vs) = x.row_into(i, &mut buf);
+                    for (&j, &v) in js.iter().zip(vs) {
+                        axpy(&mut acc[j as usize * l..(j as usize + 1) * l], v, qrow);
+                    }
+                }
+                acc
+            })
+            .collect();
+        for part in parts {
+            total.iter_mut().zip(&part).for_each(|(t, p)| *t += p);
+        }
+    }
+    total
+}
+
+/// X as CSR slots (indptr, indices, values) and Xᵀ's, for libtorch's sparse
+/// tensors.
+#[allow(clippy::type_complexity)]
+fn csr_and_transpose<R: Rows>(x: &R) -> ((Vec<i32>, Vec<i32>, Vec<f64>), (Vec<i32>, Vec<i32>, Vec<f64>)) {
+    let (n, g) = (x.n_rows(), x.n_cols());
+    let mut buf = RowBuf::default();
+    let (mut ptr, mut ind, mut val) = (vec![0i32], Vec::new(), Vec::new());
+    let mut tptr = vec![0i32; g + 1];
+    for i in 0..n {
+        let (js, vs) = x.row_into(i, &mut buf);
+        ind.extend_from_slice(js);
+        val.extend_from_slice(vs);
+        ptr.push(ind.len() as i32);
+        for &j in js {
             tptr[j as usize + 1] += 1;
         }
-        for j in 0..g {
-            tptr[j + 1] += tptr[j];
-        }
-        let mut next: Vec<i32> = tptr[..g].to_vec();
-        let mut tind = vec![0i32; self.indices.len()];
-        let mut tval = vec![0f64; self.indices.len()];
-        for i in 0..n {
-            let (js, vs) = self.row(i);
-            for (&j, &v) in js.iter().zip(vs) {
-                let dst = next[j as usize] as usize;
-                tind[dst] = i as i32;
-                tval[dst] = v;
-                next[j as usize] += 1;
-            }
-        }
-        (tptr, tind, tval)
     }
+    for j in 0..g {
+        tptr[j + 1] += tptr[j];
+    }
+    let mut next: Vec<i32> = tptr[..g].to_vec();
+    let mut tind = vec![0i32; ind.len()];
+    let mut tval = vec![0f64; ind.len()];
+    for i in 0..n {
+        for p in ptr[i] as usize..ptr[i + 1] as usize {
+            let j = ind[p] as usize;
+            let dst = next[j] as usize;
+            tind[dst] = i as i32;
+            tval[dst] = val[p];
+            next[j] += 1;
+        }
+    }
+    ((ptr, ind, val), (tptr, tind, tval))
 }
 
 /// A libtorch sparse CSR tensor (for CUDA, where cuSPARSE does the products;
@@ -446,6 +494,30 @@ fn sparse_impl(
     }
     let x = Csr { indptr, indices, values, n, g };
     x.check()?;
+    pca_rows(&x, center, scale, k, seed, threads, device, torch_sparse)
+}
+
+/// [`pca_sparse`] of any [`Rows`] (checked by the caller: columns in range
+/// and increasing within a row, finite values).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pca_rows<R: Rows>(
+    x: &R,
+    center: &[f64],
+    scale: &[f64],
+    k: usize,
+    seed: u64,
+    threads: usize,
+    device: Device,
+    torch_sparse: bool,
+) -> Result<Pca> {
+    let (n, g) = (x.n_rows(), x.n_cols());
+    if n < 2 || g < 1 {
+        return Err(SedrError::input("x", format!("expected at least 2 spots and 1 gene (got {n} × {g})")));
+    }
+    check_k(k, n, g)?;
+    if n > i32::MAX as usize || g > i32::MAX as usize {
+        return Err(SedrError::input("x", "has more than 2^31 - 1 spots or genes"));
+    }
     if center.len() != g || scale.len() != g {
         return Err(SedrError::input("center", format!("`center` and `scale` need one value per gene ({g})")));
     }
@@ -478,8 +550,9 @@ fn sparse_impl(
     let (u, s, v) = if l >= n_i.min(g_i) {
         // min(n, g) <= k + 10: Z is small enough to form for an exact SVD.
         let mut dense = vec![0.0; n * g];
+        let mut buf = RowBuf::default();
         for i in 0..n {
-            let (js, vs) = x.row(i);
+            let (js, vs) = x.row_into(i, &mut buf);
             for (&j, &v) in js.iter().zip(vs) {
                 dense[i * g + j as usize] = v;
             }
@@ -494,7 +567,7 @@ fn sparse_impl(
             let mut out = Tensor::f_zeros([n_i, l], (Kind::Double, Device::Cpu))?;
             {
                 let (mw_s, out_s) = (host_slice(&mw)?, host_slice_mut(&mut out)?);
-                pool.install(|| x.mul_into(mw_s, lu, out_s));
+                pool.install(|| mul_into(x, mw_s, lu, out_s));
             }
             let _ = out.f_sub_(&ct.f_mm(m)?)?;
             Ok(out)
@@ -502,17 +575,16 @@ fn sparse_impl(
         let tmul = |q: &Tensor| -> Result<Tensor> {
             let qc = if dense_layout(q).is_some() { q.shallow_clone() } else { q.f_contiguous()? };
             let (qs, rs, cs) = strided_host_slice(&qc)?;
-            let xtq = pool.install(|| x.tmul(qs, lu, rs, cs, threads));
+            let xtq = pool.install(|| tmul(x, qs, lu, rs, cs, threads));
             let xtq = Tensor::from_slice(&xtq).f_view([g_i, l])?;
             Ok(xtq * &w - c.f_mm(&q.f_sum_dim_intlist(0, true, Kind::Double)?)?)
         };
         randomized_svd(mul, tmul, g_i, l, k_i, seed, device)?
     } else {
-        let xs = csr_tensor(indptr, indices, values, n_i, g_i, device)?;
-        let xt = {
-            let (tp, ti, tv) = x.transpose();
-            csr_tensor(&tp, &ti, &tv, g_i, n_i, device)?
-        };
+        let ((p, i, v), (tp, ti, tv)) = csr_and_transpose(x);
+        let xs = csr_tensor(&p, &i, &v, n_i, g_i, device)?;
+        drop((p, i, v));
+        let xt = csr_tensor(&tp, &ti, &tv, g_i, n_i, device)?;
         let mul = |m: &Tensor| -> Result<Tensor> { Ok(xs.f_mm(&(m * &w))? - ct.f_mm(m)?) };
         let tmul = |q: &Tensor| -> Result<Tensor> { Ok(xt.f_mm(q)? * &w - c.f_mm(&q.f_sum_dim_intlist(0, true, Kind::Double)?)?) };
         randomized_svd(mul, tmul, g_i, l, k_i, seed, device)?

@@ -14,12 +14,9 @@
 
 use crate::device::with_pool;
 use crate::error::{Result, SedrError};
-use crate::pca::{pca_sparse, Csr, Pca};
+use crate::pca::{pca_rows, Csr, Pca, RowBuf, Rows};
 use rayon::prelude::*;
 use tch::Device;
-
-/// Spots per block when the selected genes' CPM is filled in parallel.
-const SPOT_BLOCK: usize = 4096;
 
 /// Checks the slots and that the values are counts-like (finite, >= 0).
 pub fn check_counts(x: &Csr) -> Result<()> {
@@ -71,15 +68,17 @@ pub fn empty_spots(x: &Csr) -> Vec<usize> {
 /// every stored entry of the gene in spot order. The genes are split into
 /// one contiguous range per thread; within a spot, the entries of a range are
 /// found by binary search (indices are sorted within a spot).
-fn gene_pass<const K: usize>(x: &Csr, threads: usize, visit: impl Fn(&mut [f64; K], usize, f64) + Sync) -> Vec<[f64; K]> {
-    let parts = threads.max(1).min(x.g.max(1));
-    let bounds: Vec<(usize, usize)> = (0..parts).map(|p| (p * x.g / parts, (p + 1) * x.g / parts)).collect();
+fn gene_pass<const K: usize, R: Rows>(x: &R, threads: usize, visit: impl Fn(&mut [f64; K], usize, f64) + Sync) -> Vec<[f64; K]> {
+    let g = x.n_cols();
+    let parts = threads.max(1).min(g.max(1));
+    let bounds: Vec<(usize, usize)> = (0..parts).map(|p| (p * g / parts, (p + 1) * g / parts)).collect();
     let pieces: Vec<Vec<[f64; K]>> = bounds
         .par_iter()
         .map(|&(a, b)| {
             let mut acc = vec![[0.0; K]; b - a];
-            for i in 0..x.n {
-                let (js, vs) = x.row(i);
+            let mut buf = RowBuf::default();
+            for i in 0..x.n_rows() {
+                let (js, vs) = x.row_into(i, &mut buf);
                 let (lo, hi) = if parts == 1 {
                     (0, js.len())
                 } else {
@@ -109,7 +108,7 @@ pub struct GeneStats {
 
 /// Detection, stored entries, sum and sum of squares of every gene.
 pub fn gene_stats(x: &Csr, threads: usize) -> GeneStats {
-    let acc = gene_pass::<4>(x, threads, |a, _, v| {
+    let acc = gene_pass::<4, _>(x, threads, |a, _, v| {
         a[0] += (v != 0.0) as u8 as f64;
         a[1] += 1.0;
         a[2] += v;
@@ -140,7 +139,7 @@ pub fn spot_totals(x: &Csr, keep: &[bool]) -> Vec<f64> {
 /// with σ̂ the fitted sd; 0 for genes with σ̂ = 0 (or NaN).
 pub fn clipped_sums(x: &Csr, mu: &[f64], sd: &[f64], threads: usize) -> Vec<f64> {
     let vmax = (x.n as f64).sqrt();
-    gene_pass::<1>(x, threads, |a, j, v| {
+    gene_pass::<1, _>(x, threads, |a, j, v| {
         let s = sd[j];
         let z = if s > 0.0 { ((v - mu[j]) / s).min(vmax) } else { 0.0 };
         a[0] += z * z;
@@ -196,63 +195,76 @@ impl Normalize {
 }
 
 /// The `selected` genes (0-based, increasing; they become genes 0.. in that
-/// order) normalised by `how`, as the R recipe. `totals` (one per spot,
+/// order) normalised by `how`, as the R recipe, each row computed when it is
+/// read (no copy of the counts' size is held). `totals` (one per spot,
 /// finite, >= 0) are the library sizes.
-pub fn select_normalized(x: &Csr, selected: &[usize], totals: &[f64], how: Normalize) -> Result<OwnedCsr> {
-    if totals.len() != x.n {
-        return Err(SedrError::input("totals", "needs one library size per spot"));
-    }
-    if totals.iter().any(|t| !(t.is_finite() && *t >= 0.0)) {
-        return Err(SedrError::input("totals", "library sizes must be finite and >= 0"));
-    }
-    let mut newid = vec![-1i32; x.g];
-    for (k, &j) in selected.iter().enumerate() {
-        if j >= x.g || (k > 0 && selected[k - 1] >= j) {
-            return Err(SedrError::input("features", "gene indices must be increasing and within the genes"));
+pub struct NormRows<'a> {
+    x: &'a Csr<'a>,
+    how: Normalize,
+    /// New id of each gene of `x`, -1 where not selected.
+    newid: Vec<i32>,
+    totals: &'a [f64],
+    g: usize,
+}
+
+impl<'a> NormRows<'a> {
+    pub fn new(x: &'a Csr<'a>, selected: &[usize], totals: &'a [f64], how: Normalize) -> Result<Self> {
+        if totals.len() != x.n {
+            return Err(SedrError::input("totals", "needs one library size per spot"));
         }
-        newid[j] = k as i32;
+        if totals.iter().any(|t| !(t.is_finite() && *t >= 0.0)) {
+            return Err(SedrError::input("totals", "library sizes must be finite and >= 0"));
+        }
+        let mut newid = vec![-1i32; x.g];
+        for (k, &j) in selected.iter().enumerate() {
+            if j >= x.g || (k > 0 && selected[k - 1] >= j) {
+                return Err(SedrError::input("features", "gene indices must be increasing and within the genes"));
+            }
+            newid[j] = k as i32;
+        }
+        Ok(NormRows { x, how, newid, totals, g: selected.len() })
     }
-    let per_spot: Vec<usize> = (0..x.n).into_par_iter().map(|i| x.row(i).0.iter().filter(|&&j| newid[j as usize] >= 0).count()).collect();
-    let mut indptr = Vec::with_capacity(x.n + 1);
-    indptr.push(0usize);
-    for c in &per_spot {
-        indptr.push(indptr[indptr.len() - 1] + c);
+}
+
+impl Rows for NormRows<'_> {
+    fn n_rows(&self) -> usize {
+        self.x.n
     }
-    let nnz = indptr[x.n];
-    if nnz > i32::MAX as usize {
-        return Err(SedrError::input("object", "has more than 2^31 - 1 entries in the selected genes"));
+    fn n_cols(&self) -> usize {
+        self.g
     }
-    let mut indices = vec![0i32; nnz];
-    let mut values = vec![0f64; nnz];
-    // Cut the outputs at block boundaries, then fill the blocks in parallel.
-    let mut jobs = Vec::new();
-    let (mut ind_rest, mut val_rest) = (&mut indices[..], &mut values[..]);
-    for start in (0..x.n).step_by(SPOT_BLOCK) {
-        let end = (start + SPOT_BLOCK).min(x.n);
-        let len = indptr[end] - indptr[start];
-        let (ind, ir) = ind_rest.split_at_mut(len);
-        let (val, vr) = val_rest.split_at_mut(len);
-        ind_rest = ir;
-        val_rest = vr;
-        jobs.push((start, end, ind, val));
-    }
-    jobs.into_par_iter().for_each(|(start, end, ind, val)| {
-        let mut pos = 0;
-        for i in start..end {
-            let t = totals[i];
-            let (js, vs) = x.row(i);
-            for (&j, &v) in js.iter().zip(vs) {
-                let id = newid[j as usize];
-                if id >= 0 {
-                    ind[pos] = id;
-                    // A spot whose kept genes have no counts keeps zeros.
-                    val[pos] = if t > 0.0 { how.apply(v, t) } else { 0.0 };
-                    pos += 1;
-                }
+    fn row_into<'s>(&'s self, i: usize, buf: &'s mut RowBuf) -> (&'s [i32], &'s [f64]) {
+        buf.cols.clear();
+        buf.vals.clear();
+        let t = self.totals[i];
+        let (js, vs) = self.x.row(i);
+        for (&j, &v) in js.iter().zip(vs) {
+            let id = self.newid[j as usize];
+            if id >= 0 {
+                buf.cols.push(id);
+                // A spot whose kept genes have no counts keeps zeros.
+                buf.vals.push(if t > 0.0 { self.how.apply(v, t) } else { 0.0 });
             }
         }
-    });
-    let indptr = indptr.into_iter().map(|p| p as i32).collect();
+        (&buf.cols, &buf.vals)
+    }
+}
+
+/// The normalised `selected` genes ([`NormRows`]) stored as CSR.
+pub fn select_normalized(x: &Csr, selected: &[usize], totals: &[f64], how: Normalize) -> Result<OwnedCsr> {
+    let rows = NormRows::new(x, selected, totals, how)?;
+    let (mut indptr, mut indices, mut values) = (Vec::with_capacity(x.n + 1), Vec::new(), Vec::new());
+    indptr.push(0i32);
+    let mut buf = RowBuf::default();
+    for i in 0..x.n {
+        let (js, vs) = rows.row_into(i, &mut buf);
+        indices.extend_from_slice(js);
+        values.extend_from_slice(vs);
+        if indices.len() > i32::MAX as usize {
+            return Err(SedrError::input("object", "has more than 2^31 - 1 entries in the selected genes"));
+        }
+        indptr.push(indices.len() as i32);
+    }
     Ok(OwnedCsr { indptr, indices, values, n: x.n, g: selected.len() })
 }
 
@@ -267,22 +279,22 @@ pub struct Moments {
     pub constant: Vec<bool>,
 }
 
-pub fn gene_moments(x: &Csr, threads: usize) -> Result<Moments> {
-    if x.n < 2 {
+pub fn gene_moments<R: Rows>(x: &R, threads: usize) -> Result<Moments> {
+    if x.n_rows() < 2 {
         return Err(SedrError::input("x", "needs at least 2 spots (columns) to scale genes"));
     }
-    let n = x.n as f64;
-    let first = gene_pass::<2>(x, threads, |a, _, v| {
+    let n = x.n_rows() as f64;
+    let first = gene_pass::<2, _>(x, threads, |a, _, v| {
         a[0] += v;
         a[1] += 1.0;
     });
     let center: Vec<f64> = first.iter().map(|a| a[0] / n).collect();
-    let dev2 = gene_pass::<1>(x, threads, |a, j, v| {
+    let dev2 = gene_pass::<1, _>(x, threads, |a, j, v| {
         let d = v - center[j];
         a[0] += d * d;
     });
-    let mut scale = Vec::with_capacity(x.g);
-    let mut constant = Vec::with_capacity(x.g);
+    let mut scale = Vec::with_capacity(x.n_cols());
+    let mut constant = Vec::with_capacity(x.n_cols());
     for ((c, f), d) in center.iter().zip(&first).zip(&dev2) {
         let n_zero = n - f[1];
         let sd = ((d[0] + n_zero * (c * c)) / (n - 1.0)).sqrt();
@@ -300,24 +312,24 @@ pub struct RecipePca {
     pub pca: Pca,
 }
 
-/// The `selected` genes normalised by `how` → moments → [`pca_sparse`] to
-/// `k` components.
+/// The `selected` genes normalised by `how` → moments →
+/// [`crate::pca::pca_sparse`] to `k` components. The normalised counts are
+/// never stored ([`NormRows`]): at a million spots and 2000 genes a copy
+/// would hold as much as the counts (1.2 GB).
 #[allow(clippy::too_many_arguments)]
 pub fn recipe_pca(x: &Csr, selected: &[usize], totals: &[f64], how: Normalize, k: usize, seed: u64, threads: usize, device: Device) -> Result<RecipePca> {
     let threads = threads.max(1);
-    let (norm, moments) = with_pool(threads, || -> Result<(OwnedCsr, Moments)> {
-        let norm = select_normalized(x, selected, totals, how)?;
-        let m = gene_moments(&norm.view(), threads)?;
-        Ok((norm, m))
-    })??;
+    let norm = NormRows::new(x, selected, totals, how)?;
+    let moments = with_pool(threads, || gene_moments(&norm, threads))??;
     let scale: Vec<f64> = moments.scale.iter().zip(&moments.constant).map(|(&s, &c)| if c { 0.0 } else { s }).collect();
-    let pca = pca_sparse(&norm.indptr, &norm.indices, &norm.values, norm.n, norm.g, &moments.center, &scale, k, seed, threads, device)?;
+    let pca = pca_rows(&norm, &moments.center, &scale, k, seed, threads, device, device != Device::Cpu)?;
     Ok(RecipePca { moments, pca })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pca::pca_sparse;
 
     /// 3 spots × 4 genes (rows = spots), hand-made:
     ///   spot 0: g0 = 1, g2 = 4
@@ -371,7 +383,7 @@ mod tests {
     }
 
     #[test]
-    fn select_cpm_and_moments_by_hand() {
+    fn select_normalized_and_moments_by_hand() {
         let t = toy();
         let totals = vec![5.0, 5.0, 8.0];
         let s = select_normalized(&t.view(), &[0, 3], &totals, Normalize::Cpm).unwrap();
@@ -469,6 +481,7 @@ mod tests {
         let m = gene_moments(&norm.view(), 1).unwrap();
         let scale: Vec<f64> = m.scale.iter().zip(&m.constant).map(|(&s, &c)| if c { 0.0 } else { s }).collect();
         let direct = pca_sparse(&norm.indptr, &norm.indices, &norm.values, n, sel.len(), &m.center, &scale, 2, 9, 1, Device::Cpu).unwrap();
+        assert_eq!(r1.moments, m);
         assert_eq!(r1.pca.scores, direct.scores);
         assert_eq!(r1.pca.sdev, direct.sdev);
     }

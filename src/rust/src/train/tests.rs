@@ -389,3 +389,17 @@ fn experiment_quality() {
     eprintln!("PCA32: k-means {pkm:.3}  EEE {peee:.3}");
     assert!([km, eee, pkm, peee].iter().all(|a| (-1.0..=1.0).contains(a)));
 }
+
+#[test]
+fn input_is_libtorchs_float_cast_row_major() {
+    // Column-major doubles, including values float32 rounds and n not a
+    // multiple of the conversion's block.
+    let (n, d) = (700, 7);
+    let mut rng = SplitMix64::new(11);
+    let x: Vec<f64> = (0..n * d).map(|_| (rng.next_f64() - 0.5) * 1e3 + 1e-9).collect();
+    let want = Tensor::from_slice(&x).view([d as i64, n as i64]).transpose(0, 1).to_kind(Kind::Float).contiguous();
+    let got = row_major_f32(&x, n, d).unwrap();
+    assert_eq!(got.size(), vec![n as i64, d as i64]);
+    assert!(got.is_contiguous());
+    assert!(got.equal(&want));
+}
