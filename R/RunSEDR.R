@@ -471,7 +471,11 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
                    input.dims = input_dims, integrate = if (is.null(group)) NA else integrate,
                    mnn.pairs = n_pairs, soft.rounds = soft_rounds),
               unclass(options))
+  # The sections go with the coordinates: sections may share a coordinate
+  # frame, and SEDRClusters() refines labels within each section only.
+  sections <- if (is.null(group)) NULL else stats::setNames(as.character(group), spots)
   list(embedding = emb, dec.q = fit$q, denoised = denoised, losses = fit$losses, graph = graph, coords = coords,
+       sections = sections,
        features = if (is.null(prep)) NULL else prep$features, params = params, device = fit$device,
        timings = timings, versions = sedr_versions())
 }

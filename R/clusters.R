@@ -95,7 +95,9 @@
 #'   in which every spot takes the label held by most of its `refine.k`
 #'   nearest spots by coordinates (the spot itself not counted; on a tie for
 #'   the most votes it keeps its own label). All spots are updated at once
-#'   in each round. The coordinates are those [RunSEDR()] stored with the
+#'   in each round. With several sections (`RunSEDR(group.by = )`), only
+#'   spots of the same section vote, as sections often share a coordinate
+#'   frame. The coordinates are those [RunSEDR()] stored with the
 #'   embedding, or `coords`; without any (a plain matrix, or an object made
 #'   before they were stored) the default leaves the labels unrefined, and
 #'   an explicit `refine > 0` is an error. Over 10 seeds on five datasets
@@ -148,6 +150,7 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
     return(cluster_split(object, split.by, reduction, col.name, mget(given, envir = environment()), verbose,
                          coords = coords))
   }
+  sections <- NULL
   if (methods::is(object, "Seurat")) {
     if (!reduction %in% SeuratObject::Reductions(object)) {
       sedr_abort(sprintf("\"%s\" is not a reduction of this object; run RunSEDR() first.", reduction), arg = "reduction")
@@ -156,6 +159,7 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
     q <- SeuratObject::Misc(object[[reduction]], slot = "dec.q")
     graph <- graph %||% SeuratObject::Misc(object[[reduction]], slot = "graph")
     coords <- coords %||% SeuratObject::Misc(object[[reduction]], slot = "coords")
+    sections <- SeuratObject::Misc(object[[reduction]], slot = "sections")
   } else if (methods::is(object, "SingleCellExperiment")) {
     rd <- if (reduction == "sedr") "SEDR" else reduction
     if (!rd %in% SingleCellExperiment::reducedDimNames(object)) {
@@ -165,11 +169,13 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
     q <- S4Vectors_metadata(object)$SEDR$dec.q
     graph <- graph %||% S4Vectors_metadata(object)$SEDR$graph
     coords <- coords %||% S4Vectors_metadata(object)$SEDR$coords
+    sections <- S4Vectors_metadata(object)$SEDR$sections
   } else if (inherits(object, "sedr_result")) {
     emb <- object$embedding
     q <- object$dec.q
     graph <- graph %||% object$graph
     coords <- coords %||% object$coords
+    sections <- object$sections
   } else if (is.matrix(object) && is.numeric(object)) {
     emb <- object
     q <- NULL
@@ -204,7 +210,10 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
     refine <- 0L
     if (verbose) cli::cli_inform("No spot coordinates stored with this embedding: domains not refined.")
   }
-  if (refine > 0) coords <- refine_coords(coords, rownames(emb), nrow(emb))
+  if (refine > 0) {
+    coords <- refine_coords(coords, rownames(emb), nrow(emb))
+    sections <- refine_sections(sections, rownames(emb))
+  }
   smooth <- check_count(smooth, "smooth", min = 0)
   seed.use <- check_seed(seed.use)
   if (!is.numeric(init.smooth) || length(init.smooth) != 1 || is.na(init.smooth) || init.smooth < 0 || init.smooth > 1) {
@@ -240,7 +249,7 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
   )
   labels <- factor(as.character(labels), levels = levels(labels))  # drops the fit's attributes
   names(labels) <- rownames(emb)
-  if (refine > 0) labels <- refine_labels(labels, refine_neighbours(coords, refine.k), refine)
+  if (refine > 0) labels <- refine_labels(labels, refine_neighbours(coords, refine.k, sections), refine)
   if (methods::is(object, "Seurat")) {
     object[[col.name]] <- labels
     # Set (or, after a fixed number, clear) directly: Misc<- warns on overwrite.

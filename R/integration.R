@@ -93,8 +93,11 @@ SEDRIntegration <- function(object = NULL, orig, groups, coords, new.reduction =
                   integrate = integrate)
   out <- res$embedding
   colnames(out) <- paste0(reduction.key, seq_len(ncol(out)))
+  # The graph, coordinates and sections let SEDRClusters() start from the
+  # smoothed embedding and refine within each section, as after RunSEDR().
   misc <- list(params = res$params, losses = res$losses, timings = res$timings, versions = res$versions,
-               orig.key = SeuratObject::Key(orig))
+               orig.key = SeuratObject::Key(orig), graph = res$graph, coords = res$coords,
+               sections = res$sections)
   value <- list(SeuratObject::CreateDimReducObject(embeddings = out, key = reduction.key,
                                                    assay = SeuratObject::DefaultAssay(orig), misc = misc))
   names(value) <- new.reduction

@@ -44,10 +44,23 @@ refine_coords <- function(coords, spots, n) {
   align_coords(coords, spots)
 }
 
-# Who votes in refinement: each spot's k nearest spots by coordinates,
-# symmetrised (BuildSpatialGraph), at most all other spots.
-refine_neighbours <- function(coords, k) {
-  BuildSpatialGraph(coords, k.neighbors = min(k, nrow(coords) - 1L))
+# The sections RunSEDR() stored (one label per spot, named by spot) in the
+# embedding's order; NULL when there are none or they do not cover the
+# embedding's spots (e.g. an embedding that was subset and renamed).
+refine_sections <- function(sections, spots) {
+  if (is.null(sections) || is.null(spots) || is.null(names(sections))) return(NULL)
+  if (!all(spots %in% names(sections))) return(NULL)
+  unname(sections[spots])
+}
+
+# Who votes in refinement: each spot's k nearest spots by coordinates within
+# its own section (sections may share a coordinate frame), symmetrised
+# (BuildSpatialGraph), at most all other spots of the smallest section.
+refine_neighbours <- function(coords, k, sections = NULL) {
+  smallest <- if (is.null(sections)) nrow(coords) else min(table(sections))
+  if (smallest < 2) sections <- NULL
+  if (is.null(sections)) smallest <- nrow(coords)
+  BuildSpatialGraph(coords, k.neighbors = min(k, smallest - 1L), group = sections)
 }
 
 # Majority vote of the spatial neighbours, `rounds` times (as GraphST's

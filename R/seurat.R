@@ -176,7 +176,7 @@ RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NU
   colnames(emb) <- paste0(reduction.key, seq_len(ncol(emb)))
   misc <- list(params = res$params, losses = res$losses, dec.q = res$dec.q, features = res$features,
                timings = res$timings, versions = res$versions, group.by = group.by,
-               graph = res$graph, coords = res$coords)
+               graph = res$graph, coords = res$coords, sections = res$sections)
   object[[reduction.name]] <- SeuratObject::CreateDimReducObject(
     embeddings = emb, key = reduction.key, assay = assay, misc = misc
   )
@@ -291,7 +291,7 @@ RunSEDR.SingleCellExperiment <- function(object, assay.type = "counts", features
                   verbose = verbose, integrate = integrate)
   SingleCellExperiment::reducedDim(object, name) <- res$embedding
   md <- S4Vectors_metadata(object)
-  md$SEDR <- res[c("params", "losses", "dec.q", "features", "timings", "versions", "denoised", "graph", "coords")]
+  md$SEDR <- res[c("params", "losses", "dec.q", "features", "timings", "versions", "denoised", "graph", "coords", "sections")]
   S4Vectors_metadata(object) <- md
   object
 }

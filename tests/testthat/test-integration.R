@@ -43,6 +43,10 @@ test_that("integrate = \"mnn\" mixes shifted sections that the block-diagonal mo
   # The returned graph is the spatial one: still no edge across sections.
   e <- Matrix::summary(mnn$graph)
   expect_false(any(sec$section[e$i] != sec$section[e$j]))
+  # The sections are stored by spot, so the joint domains are refined within
+  # each section.
+  expect_identical(unname(mnn$sections), sec$section)
+  expect_identical(names(mnn$sections), rownames(mnn$embedding))
 })
 
 test_that("the same seed gives an identical integrated embedding", {
@@ -179,6 +183,10 @@ test_that("SEDRIntegration returns one named DimReduc over all spots, trained wi
   expect_false(misc$params$dec)
   expect_equal(misc$params$input, "reduction")
   expect_equal(nrow(misc$losses), 10)
+  # What SEDRClusters() needs to refine within each section, as after RunSEDR().
+  expect_identical(unname(misc$sections), s$groups[s$spots, 1])
+  expect_identical(rownames(misc$coords), s$spots)
+  expect_equal(dim(misc$graph), c(200L, 200L))
   # Coordinates in another order are aligned by spot name; the result is the same.
   again <- run_int(coords = s$coords[rev(seq_len(200)), ], new.reduction = "x")
   expect_identical(SeuratObject::Embeddings(again$x), emb)

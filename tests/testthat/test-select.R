@@ -67,6 +67,34 @@ test_that("refinement votes among the refine.k nearest spots", {
   expect_true(all(Matrix::rowSums(SEDR:::refine_neighbours(g$xy[1:4, ], 18)) == 3))
 })
 
+test_that("refinement votes within each section when sections share a coordinate frame", {
+  g <- grid_case()
+  # Two sections on the same grid (same coordinates), with mirrored halves.
+  xy <- rbind(g$xy, g$xy)
+  rownames(xy) <- c(paste0("a_", rownames(g$xy)), paste0("b_", rownames(g$xy)))
+  sections <- rep(c("a", "b"), each = 100)
+  near <- SEDR:::refine_neighbours(xy, 18, sections)
+  expect_equal(sum(near[1:100, 101:200]), 0)
+  expect_true(all(Matrix::rowSums(near) >= 18))
+  # Without sections each spot's nearest include its twin in the other section.
+  expect_gt(sum(SEDR:::refine_neighbours(xy, 18)[1:100, 101:200]), 0)
+  truth <- c(g$truth, ifelse(g$truth == "A", "B", "A"))
+  lab <- factor(truth)
+  names(lab) <- rownames(xy)
+  # Each section's clean halves survive a vote within the section ...
+  expect_identical(SEDR:::refine_labels(lab, near, 1), lab)
+  # ... and SEDRClusters() uses the sections stored with a result.
+  set.seed(4)
+  emb <- cbind(ifelse(truth == "A", 0, 6) + rnorm(200), rnorm(200))
+  rownames(emb) <- rownames(xy)
+  res <- structure(list(embedding = emb, coords = xy, sections = stats::setNames(sections, rownames(xy))),
+                   class = "sedr_result")
+  raw <- SEDRClusters(emb, n.clusters = 2, refine = 0, verbose = FALSE)
+  expect_identical(SEDRClusters(res, n.clusters = 2, verbose = FALSE),
+                   SEDR:::refine_labels(raw, near, 1))
+  expect_equal(unname(SpatialClusterMetrics(truth, SEDRClusters(res, n.clusters = 2, verbose = FALSE))["ARI"]), 1)
+})
+
 test_that("refinement: a tie keeps the spot's own label, a majority does not", {
   a <- Matrix::sparseMatrix(i = c(1, 1, 1, 1), j = 2:5, x = 1, dims = c(6, 6), symmetric = TRUE)
   lab <- factor(c("C", "A", "A", "B", "B", "B"))
