@@ -71,11 +71,16 @@ load_sim <- function(n.sections) {
        domain = unlist(lapply(secs, `[[`, "domain")), n.clusters = 5, min.spots = 5)
 }
 
-# Median LISI and joint-domain ARI per section of one embedding.
-score <- function(d, emb, graph) {
+# Median LISI and joint-domain ARI per section of one embedding. `like`: a
+# RunSEDR() result over the same spots, whose graph, coordinates and
+# sections SEDRClusters() uses (smoothed start; label refinement within each
+# section, the default, as in the single-section runs).
+score <- function(d, emb, like) {
   ok <- !is.na(d$domain)
   l <- ComputeLISI(emb[ok, ], data.frame(section = d$section[ok], domain = d$domain[ok]), n.threads = threads)
-  cl <- SEDRClusters(emb, n.clusters = d$n.clusters, graph = graph, verbose = FALSE)
+  if (is.null(rownames(emb))) rownames(emb) <- rownames(like$embedding)
+  like$embedding <- emb
+  cl <- SEDRClusters(like, n.clusters = d$n.clusters, verbose = FALSE)
   ari <- vapply(unique(d$section), function(s) {
     i <- d$section == s & ok
     SpatialClusterMetrics(d$domain[i], cl[i])[["ARI"]]
@@ -103,28 +108,27 @@ run_set <- function(name, d) {
   pca <- SEDR:::sedr_pca(prep$scaled, 32, seed = 1, n.threads = threads)$scores
   for (seed in seeds) {
     none <- sedr("none", seed)
-    graph <- none$res$graph
-    if (seed == seeds[1]) add("PCA (recipe, 32 PCs)", NA, score(d, pca, graph), NA)
-    add("SEDR, integrate = \"none\" (block-diagonal)", seed, score(d, none$res$embedding, graph), none$time)
+    if (seed == seeds[1]) add("PCA (recipe, 32 PCs)", NA, score(d, pca, none$res), NA)
+    add("SEDR, integrate = \"none\" (block-diagonal)", seed, score(d, none$res$embedding, none$res), none$time)
     if ("mnn" %in% mix_rows) {
       mnn <- sedr("mnn", seed)
-      add("SEDR, integrate = \"mnn\"", seed, score(d, mnn$res$embedding, graph), mnn$time)
+      add("SEDR, integrate = \"mnn\"", seed, score(d, mnn$res$embedding, none$res), mnn$time)
     }
     if ("mnn0.3" %in% mix_rows) {
       # The correction's bandwidth, wider than the default 0.1.
       op <- options(SEDR.mnn.sigma = 0.3)
       wide <- sedr("mnn", seed)
       options(op)
-      add("SEDR, integrate = \"mnn\", bandwidth 0.3", seed, score(d, wide$res$embedding, graph), wide$time)
+      add("SEDR, integrate = \"mnn\", bandwidth 0.3", seed, score(d, wide$res$embedding, none$res), wide$time)
     }
     if ("soft" %in% mix_rows) {
       soft <- sedr("soft", seed)
-      add("SEDR, integrate = \"soft\"", seed, score(d, soft$res$embedding, graph), soft$time)
+      add("SEDR, integrate = \"soft\"", seed, score(d, soft$res$embedding, none$res), soft$time)
     }
     if (requireNamespace("harmony", quietly = TRUE)) {
       t0 <- proc.time()[["elapsed"]]
       h <- harmony::RunHarmony(none$res$embedding, data.frame(section = d$section), "section", verbose = FALSE)
-      add("SEDR (\"none\") + Harmony", seed, score(d, h, graph), none$time + proc.time()[["elapsed"]] - t0)
+      add("SEDR (\"none\") + Harmony", seed, score(d, h, none$res), none$time + proc.time()[["elapsed"]] - t0)
     }
     # Single-section reference: each section alone, the package defaults.
     single <- vapply(unique(d$section), function(s) {

@@ -485,13 +485,7 @@ fn sparse_impl(
     device: Device,
     torch_sparse: bool,
 ) -> Result<Pca> {
-    if n < 2 || g < 1 {
-        return Err(SedrError::input("x", format!("expected at least 2 spots and 1 gene (got {n} × {g})")));
-    }
-    check_k(k, n, g)?;
-    if n > i32::MAX as usize || g > i32::MAX as usize {
-        return Err(SedrError::input("x", "has more than 2^31 - 1 spots or genes"));
-    }
+    // The sizes and k are checked in pca_rows; the structure here.
     let x = Csr { indptr, indices, values, n, g };
     x.check()?;
     pca_rows(&x, center, scale, k, seed, threads, device, torch_sparse)
