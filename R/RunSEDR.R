@@ -268,6 +268,12 @@ check_counts_values <- function(counts) {
   if (anyDuplicated(rownames(counts))) sedr_abort("has duplicated gene names; make them unique.", arg = "object")
 }
 
+# R's garbage given back between stages of a large run (n spots), before the
+# Rust core allocates outside R's heap: at a million spots it holds GBs of
+# copies. Below 100,000 spots the memory is small and a full collection
+# would only cost time.
+collect_if_large <- function(n) if (n >= 1e5) invisible(gc(verbose = FALSE))
+
 # The shared engine of all methods. `counts` (genes x spots) feeds the recipe;
 # `input` (spots x dims) is an existing reduction. Returns a plain list.
 run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, epochs, dec,
@@ -357,7 +363,7 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
       if (is.null(prep$pcs)) {
         # Give the recipe's temporaries back before the Rust core allocates
         # outside R's heap (GBs at a million spots).
-        if (n >= 1e5) invisible(gc(verbose = FALSE))
+        collect_if_large(n)
         prep$pcs <- sedr_pca_sparse(prep$norm, center = prep$center,
                                     scale = ifelse(prep$constant, 0, prep$scale), npcs = npcs,
                                     seed = seed, device = "cpu", n.threads = n.threads)
@@ -380,7 +386,7 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   # The recipe's garbage goes before the graph and the trainer allocate
   # outside R's heap: at a million spots it holds GBs (a copy of the PCs made
   # when their dimnames are set), which set the peak during the graph build.
-  if (n >= 1e5) invisible(gc(verbose = FALSE))
+  collect_if_large(n)
   timings["preprocess"] <- tic() - t0
 
   # 2. Graph.
@@ -407,7 +413,7 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   }
 
   # 3. Training.
-  if (n >= 1e5) invisible(gc(verbose = FALSE))
+  collect_if_large(n)
   options$batch.size <- resolve_batch_size(options$batch.size, n)
   check_memory(n, if (is.null(prep)) ncol(x) else length(prep$features), ncol(x),
                length(graph@i), mode, train_device, options = options, dec = dec)
@@ -426,7 +432,7 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   x_handle <- sedr_trainer_input(x)
   input_dims <- ncol(x)
   rm(x)
-  if (n >= 1e5) invisible(gc(verbose = FALSE))
+  collect_if_large(n)
   trainer <- sedr_trainer_new(x_handle, graph, mode = mode, epochs = epochs, dec = dec, options = options,
                               device = device, n.threads = n.threads, seed = seed)
   rm(x_handle)
@@ -434,7 +440,7 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
                     verbose = verbose)
   # Frees the trainer (its finalizer runs at a collection) before clustering.
   rm(trainer)
-  if (n >= 1e5) invisible(gc(verbose = FALSE))
+  collect_if_large(n)
   timings["train"] <- tic() - t0
   emb <- fit$embedding
   dimnames(emb) <- list(spots, paste0("SEDR_", seq_len(ncol(emb))))

@@ -149,7 +149,8 @@ pub fn clipped_sums(x: &Csr, mu: &[f64], sd: &[f64], threads: usize) -> Vec<f64>
     .collect()
 }
 
-/// An owned CSR matrix (rows = spots), the layout [`Csr`] borrows.
+/// An owned CSR matrix (rows = spots), the layout [`Csr`] borrows (tests).
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct OwnedCsr {
     pub indptr: Vec<i32>,
@@ -159,6 +160,7 @@ pub struct OwnedCsr {
     pub g: usize,
 }
 
+#[cfg(test)]
 impl OwnedCsr {
     pub fn view(&self) -> Csr<'_> {
         Csr { indptr: &self.indptr, indices: &self.indices, values: &self.values, n: self.n, g: self.g }
@@ -250,24 +252,6 @@ impl Rows for NormRows<'_> {
     }
 }
 
-/// The normalised `selected` genes ([`NormRows`]) stored as CSR.
-pub fn select_normalized(x: &Csr, selected: &[usize], totals: &[f64], how: Normalize) -> Result<OwnedCsr> {
-    let rows = NormRows::new(x, selected, totals, how)?;
-    let (mut indptr, mut indices, mut values) = (Vec::with_capacity(x.n + 1), Vec::new(), Vec::new());
-    indptr.push(0i32);
-    let mut buf = RowBuf::default();
-    for i in 0..x.n {
-        let (js, vs) = rows.row_into(i, &mut buf);
-        indices.extend_from_slice(js);
-        values.extend_from_slice(vs);
-        if indices.len() > i32::MAX as usize {
-            return Err(SedrError::input("object", "has more than 2^31 - 1 entries in the selected genes"));
-        }
-        indptr.push(indices.len() as i32);
-    }
-    Ok(OwnedCsr { indptr, indices, values, n: x.n, g: selected.len() })
-}
-
 /// Per-gene mean and unbiased sd from the stored entries (two passes: the
 /// squared deviations of the stored entries plus mean² for every zero), and
 /// the constant genes (sd ≤ 1e-12 · max(|mean|, 1)), whose scale is 1 — the
@@ -330,6 +314,25 @@ pub fn recipe_pca(x: &Csr, selected: &[usize], totals: &[f64], how: Normalize, k
 mod tests {
     use super::*;
     use crate::pca::pca_sparse;
+
+    /// The normalised `selected` genes ([`NormRows`]) stored as CSR, to
+    /// check the rows the PCA reads against a stored matrix.
+    fn select_normalized(x: &Csr, selected: &[usize], totals: &[f64], how: Normalize) -> Result<OwnedCsr> {
+        let rows = NormRows::new(x, selected, totals, how)?;
+        let (mut indptr, mut indices, mut values) = (Vec::with_capacity(x.n + 1), Vec::new(), Vec::new());
+        indptr.push(0i32);
+        let mut buf = RowBuf::default();
+        for i in 0..x.n {
+            let (js, vs) = rows.row_into(i, &mut buf);
+            indices.extend_from_slice(js);
+            values.extend_from_slice(vs);
+            if indices.len() > i32::MAX as usize {
+                return Err(SedrError::input("object", "has more than 2^31 - 1 entries in the selected genes"));
+            }
+            indptr.push(indices.len() as i32);
+        }
+        Ok(OwnedCsr { indptr, indices, values, n: x.n, g: selected.len() })
+    }
 
     /// 3 spots × 4 genes (rows = spots), hand-made:
     ///   spot 0: g0 = 1, g2 = 4
