@@ -72,7 +72,10 @@ sedr_pca <- function(x, npcs, seed, device = "cpu", n.threads = 1L) {
 # scaled implicitly: the components of Z = (t(x) - center) / scale, with Z
 # never formed (memory O(nnz + spots x npcs)). `center` and `scale` have one
 # value per gene; `scale` 0 marks a constant gene (its column of Z is 0).
-# Scores are spots x npcs, loadings genes x npcs, as sedr_pca().
+# Scores are spots x npcs, loadings genes x npcs, as sedr_pca(). On the CPU
+# the Rust core takes the exact eigendecomposition of the genes x genes Gram
+# matrix of the scaled data or the randomized SVD, whichever its cost model
+# says is cheaper (.pca_method()).
 sedr_pca_sparse <- function(x, center, scale, npcs, seed, device = "cpu", n.threads = 1L) {
   x <- .as_dgc(x, arg = "x")
   n <- ncol(x)
@@ -81,9 +84,21 @@ sedr_pca_sparse <- function(x, center, scale, npcs, seed, device = "cpu", n.thre
   res <- unwrap_rust(.Call(
     wrap__sedr_pca_sparse, x@p, x@i, x@x, as.integer(n), as.integer(g),
     as.double(center), as.double(scale), as.integer(npcs), as.integer(seed),
-    as.integer(n.threads), device
+    as.integer(n.threads), device, .pca_method()
   ))
   pca_result(res, n, g, npcs, colnames(x), rownames(x))
+}
+
+# How the sparse PCA finds the components: "auto" (the default: the cheaper
+# of the two by the Rust core's cost model), or "gram" / "randomized" forced
+# with options(SEDR.pca = ), for benchmarks and tests that compare the two.
+.pca_method <- function() {
+  m <- getOption("SEDR.pca", "auto")
+  if (!(is.character(m) && length(m) == 1L && m %in% c("auto", "gram", "randomized"))) {
+    sedr_abort('must be "auto", "gram" or "randomized" (options(SEDR.pca = )).',
+               arg = "SEDR.pca")
+  }
+  m
 }
 
 # The PCA the Rust core returned (scores, loadings, singular values) as

@@ -6,7 +6,12 @@
 //! Two entry points share one randomized SVD: [`pca`] on a dense matrix and
 //! [`pca_sparse`] on a sparse one that is centred and scaled implicitly
 //! (Z = (X − μ)/σ is never formed, so a million spots × 2000 genes needs
-//! memory for the nonzeros and a few n × (k + 10) blocks only).
+//! memory for the nonzeros and a few n × (k + 10) blocks only). For the
+//! sparse one, when a cost model says so (many spots, a few thousand genes
+//! at most), the CPU instead computes the exact PCA from the g × g Gram
+//! matrix ZᵀZ, accumulated from the sparse rows: one pass over the
+//! nonzeros' pairs, a g × g eigendecomposition and one sparse product,
+//! instead of ten sparse products with k + 10 columns and the QRs.
 
 use crate::device::ThreadGuard;
 use crate::error::{Result, SedrError};
@@ -119,14 +124,21 @@ fn randomized_svd(
 /// of each component is positive: deterministic across runs and devices),
 /// copied to the host in R's layout.
 fn finish(u: Tensor, s: Tensor, v: Tensor, k: i64) -> Result<Pca> {
-    let (s, v) = (s.f_narrow(0, 0, k)?, v.f_narrow(1, 0, k)?);
-    let pick = v.abs().argmax(0, true);
-    let sign = v.gather(0, &pick, false).sign();
-    let sign = sign.where_self(&sign.ne(0.0), &sign.ones_like());
+    let s = s.f_narrow(0, 0, k)?;
     // Scores in place (n × k is the largest output: no second copy of it).
     let mut scores = u.f_narrow(1, 0, k)?;
     drop(u);
-    let _ = scores.f_mul_(&(&s * &sign))?;
+    let _ = scores.f_mul_(&s)?;
+    finish_scores(scores, s, v.f_narrow(1, 0, k)?)
+}
+
+/// [`finish`] from the scores U·S (n × k), the k singular values and the
+/// g × k loadings: the sign convention, then R's layout.
+fn finish_scores(mut scores: Tensor, s: Tensor, v: Tensor) -> Result<Pca> {
+    let pick = v.abs().argmax(0, true);
+    let sign = v.gather(0, &pick, false).sign();
+    let sign = sign.where_self(&sign.ne(0.0), &sign.ones_like());
+    let _ = scores.f_mul_(&sign)?;
     let v = v * &sign;
     Ok(Pca {
         scores: col_major(&scores)?,
@@ -216,6 +228,10 @@ pub trait Rows: Sync {
     /// Row `i`'s stored entries, columns strictly increasing: borrowed from
     /// the matrix, or computed into `buf` (cleared first).
     fn row_into<'s>(&'s self, i: usize, buf: &'s mut RowBuf) -> (&'s [i32], &'s [f64]);
+    /// The number of stored entries of row `i` (for the cost model).
+    fn row_len(&self, i: usize, buf: &mut RowBuf) -> usize {
+        self.row_into(i, buf).0.len()
+    }
 }
 
 /// Scratch space for a row computed on the fly ([`Rows::row_into`]).
@@ -234,6 +250,9 @@ impl Rows for Csr<'_> {
     }
     fn row_into<'s>(&'s self, i: usize, _buf: &'s mut RowBuf) -> (&'s [i32], &'s [f64]) {
         self.row(i)
+    }
+    fn row_len(&self, i: usize, _buf: &mut RowBuf) -> usize {
+        (self.indptr[i + 1] - self.indptr[i]) as usize
     }
 }
 
@@ -440,6 +459,175 @@ fn host_slice_mut(t: &mut Tensor) -> Result<&mut [f64]> {
     Ok(unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f64, len) })
 }
 
+/// Z·m = X·(m∘w) − 1·(cᵀm) for a g × l block m, by the CPU kernel
+/// [`mul_into`] (w = 1/σ and c = μ/σ as g × 1 columns, `ct` = cᵀ).
+fn sparse_mul<R: Rows>(x: &R, m: &Tensor, w: &Tensor, ct: &Tensor, pool: &rayon::ThreadPool) -> Result<Tensor> {
+    let l = m.size()[1];
+    let mw = (m * w).f_contiguous()?;
+    let mut out = Tensor::f_zeros([x.n_rows() as i64, l], (Kind::Double, Device::Cpu))?;
+    {
+        let (mw_s, out_s) = (host_slice(&mw)?, host_slice_mut(&mut out)?);
+        pool.install(|| mul_into(x, mw_s, l as usize, out_s));
+    }
+    let _ = out.f_sub_(&ct.f_mm(m)?)?;
+    Ok(out)
+}
+
+/// How [`pca_rows`] finds the components of Z on the CPU: the randomized
+/// SVD, the exact eigendecomposition of the g × g Gram matrix ZᵀZ, or the
+/// cheaper of the two by [`gram_is_cheaper`] (the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Auto,
+    Randomized,
+    Gram,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Method::Auto),
+            "randomized" => Ok(Method::Randomized),
+            "gram" => Ok(Method::Gram),
+            _ => Err(SedrError::input("SEDR.pca", format!("must be \"auto\", \"randomized\" or \"gram\", not \"{s}\""))),
+        }
+    }
+
+    /// Whether to take the Gram path for `x` and k components: never above
+    /// [`GRAM_MAX_GENES`] genes (a g × g matrix of doubles and libtorch's
+    /// copies of it for the eigendecomposition: 0.5 GB each at 8000 genes).
+    fn use_gram<R: Rows>(self, x: &R, k: usize, pool: &rayon::ThreadPool) -> bool {
+        match self {
+            _ if x.n_cols() > GRAM_MAX_GENES => false,
+            Method::Gram => true,
+            Method::Randomized => false,
+            Method::Auto => pool.install(|| gram_is_cheaper(x, k)),
+        }
+    }
+}
+
+/// The most genes for which the Gram path is considered.
+const GRAM_MAX_GENES: usize = 8000;
+
+/// The cost model that picks the Gram path, in units of one multiply-add of
+/// the sparse products (AVX2, 4 doubles per instruction). Measured on the
+/// project's 2-core machine, 1 thread (see bench/README.md, "Stages"): an
+/// update of the Gram accumulation (a scattered load-add-store) costs ≈ 4
+/// such units, libtorch's eigendecomposition of a g × g matrix ≈ g³/2 of
+/// them (≈ 1 s at g = 2000), and the randomized SVD makes 2 + 2 ×
+/// `POWER_ITERS` products with k + 10 columns where the Gram path makes one
+/// with k. At DLPFC 151673 (3,639 spots, 2,000 genes, 11 % dense) the
+/// randomized SVD is cheaper (the eigendecomposition dominates); at a
+/// million spots the Gram path is ≈ 5× cheaper.
+fn gram_is_cheaper<R: Rows>(x: &R, k: usize) -> bool {
+    let (n, g) = (x.n_rows(), x.n_cols());
+    let blocks: Vec<(f64, f64)> = (0..n.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let mut buf = RowBuf::default();
+            let (mut nnz, mut pairs) = (0.0, 0.0);
+            for i in b * BLOCK..((b + 1) * BLOCK).min(n) {
+                let len = x.row_len(i, &mut buf) as f64;
+                nnz += len;
+                pairs += len * (len + 1.0) / 2.0;
+            }
+            (nnz, pairs)
+        })
+        .collect();
+    let (nnz, pairs) = blocks.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let (n, g, k) = (n as f64, g as f64, k as f64);
+    let l = k + OVERSAMPLE as f64;
+    let gram = 4.0 * pairs + g * g * g / 2.0 + nnz * k;
+    // The products, plus the QRs of the n × l and g × l bases.
+    let randomized = (2.0 + 2.0 * POWER_ITERS as f64) * nnz * l + 2.0 * (n + g * POWER_ITERS as f64) * l * l;
+    gram < randomized
+}
+
+/// ZᵀZ for Z = (X − 1·μᵀ)·diag(w), as a g × g double tensor (both
+/// triangles). XᵀX is accumulated from the sparse rows, upper triangle only:
+/// each row adds the products of its stored entries pairwise. The threads
+/// own disjoint ranges of rows of XᵀX (split so that each holds about the
+/// same share of the triangle) and every one reads all spots, so each entry
+/// is summed over the spots in spot order whatever the thread count: the
+/// result is the same bits for every thread count, with no reduction. Then
+/// ZᵀZ = W·(XᵀX − n·μμᵀ)·W.
+///
+/// Accuracy: forming ZᵀZ squares Z's condition number, and the centring
+/// subtracts n·μμᵀ from the uncentred products (a relative loss of about
+/// μ²/σ² of a gene, small for count-like data, whose sd is of the order of
+/// its mean or larger). In double precision the error of an eigenvalue is
+/// then ~1e-16 × ‖ZᵀZ‖ (× that ratio), far below the components a PCA of
+/// z-scored genes keeps (the k-th of 200 eigenvalues is ~1e-3 of the
+/// largest on DLPFC), and the scores are computed from Z itself, not from
+/// the Gram matrix. The tests compare it with the dense SVD of Z.
+fn gram_matrix<R: Rows>(x: &R, center: &[f64], w: &[f64], threads: usize) -> Result<Tensor> {
+    let (n, g) = (x.n_rows(), x.n_cols());
+    let mut gram = Tensor::f_zeros([g as i64, g as i64], (Kind::Double, Device::Cpu))?;
+    let out = host_slice_mut(&mut gram)?;
+    // Rows [0, j) of the upper triangle hold 1 − (1 − j/g)² of it.
+    let parts = threads.max(1).min(g);
+    let bounds: Vec<usize> =
+        (0..=parts).map(|p| ((1.0 - (1.0 - p as f64 / parts as f64).sqrt()) * g as f64).round() as usize).collect();
+    let sums = {
+        let mut ranges = Vec::with_capacity(parts);
+        let mut rest = &mut out[..];
+        for p in 0..parts {
+            let (a, b) = (bounds[p], bounds[p + 1].clamp(bounds[p], g));
+            let (head, tail) = rest.split_at_mut((b - a) * g);
+            ranges.push((a, b, head));
+            rest = tail;
+        }
+        let sums: Vec<Vec<f64>> = ranges.into_par_iter().map(|(a, b, rows)| gram_rows(x, a, b, rows)).collect();
+        sums.concat()
+    };
+    // (X − 1μᵀ)ᵀ(X − 1μᵀ) = XᵀX − μsᵀ − sμᵀ + n·μμᵀ with s = Xᵀ1 (for μ the
+    // column means, XᵀX − n·μμᵀ; `center` may be any vector, as for the
+    // randomized path).
+    let (n, mu) = (n as f64, center);
+    for a in 0..g {
+        for b in a..g {
+            let v = (out[a * g + b] - mu[a] * sums[b] - sums[a] * mu[b] + n * mu[a] * mu[b]) * w[a] * w[b];
+            out[a * g + b] = v;
+            out[b * g + a] = v;
+        }
+    }
+    Ok(gram)
+}
+
+/// Rows [a, b) of the upper triangle of XᵀX (row-major, `rows` holds rows
+/// a..b, g columns each) and the column sums of X for genes a..b, summed
+/// over all spots in spot order.
+fn gram_rows<R: Rows>(x: &R, a: usize, b: usize, rows: &mut [f64]) -> Vec<f64> {
+    let g = x.n_cols();
+    let mut sums = vec![0.0; b - a];
+    let mut buf = RowBuf::default();
+    for i in 0..x.n_rows() {
+        let (js, vs) = x.row_into(i, &mut buf);
+        let lo = if a == 0 { 0 } else { js.partition_point(|&j| (j as usize) < a) };
+        let hi = if b == g { js.len() } else { js.partition_point(|&j| (j as usize) < b) };
+        for p in lo..hi {
+            let (jp, vp) = (js[p] as usize, vs[p]);
+            sums[jp - a] += vp;
+            let row = &mut rows[(jp - a) * g..(jp - a + 1) * g];
+            for (&jq, &vq) in js[p..].iter().zip(&vs[p..]) {
+                row[jq as usize] += vp * vq;
+            }
+        }
+    }
+    sums
+}
+
+/// The `k` largest eigenvalues (decreasing) of a symmetric matrix and their
+/// eigenvectors (g × k, contiguous), by libtorch's `linalg_eigh` (LAPACK's
+/// divide and conquer; single-threaded here, as the other factorisations).
+fn top_eigenpairs(sym: &Tensor, k: i64) -> Result<(Tensor, Tensor)> {
+    let g = sym.size()[0];
+    let (vals, vecs) = sym.f_linalg_eigh("U")?;
+    let vals = vals.f_narrow(0, g - k, k)?.f_flip([0])?;
+    let vecs = vecs.f_narrow(1, g - k, k)?.f_flip([1])?.f_contiguous()?;
+    Ok((vals, vecs))
+}
+
 /// PCA of Z = (X − 1·μᵀ)·diag(1/σ) to `k` components without forming Z, for
 /// a sparse n × g matrix X (spots × genes) given as CSR (`indptr` n + 1,
 /// `indices` gene ids, `values`) — exactly the slots of R's dgCMatrix of
@@ -450,7 +638,11 @@ fn host_slice_mut(t: &mut Tensor) -> Result<&mut [f64]> {
 /// convention and the output are those of [`pca`], so both agree on the same
 /// Z. On the CPU the sparse products are rayon kernels on the borrowed slots
 /// (no copy of X; deterministic for every thread count); on CUDA they are
-/// libtorch sparse CSR products (cuSPARSE).
+/// libtorch sparse CSR products (cuSPARSE). `method` chooses between the
+/// randomized SVD and, on the CPU, the exact PCA through ZᵀZ
+/// ([`gram_matrix`]); [`Method::Auto`] takes the cheaper ([`gram_is_cheaper`]).
+/// Where both apply they agree to the randomized SVD's accuracy (exactly
+/// only where it is exact: k + 10 ≥ min(n, g), or a gap in the spectrum).
 #[allow(clippy::too_many_arguments)]
 pub fn pca_sparse(
     indptr: &[i32],
@@ -464,8 +656,9 @@ pub fn pca_sparse(
     seed: u64,
     threads: usize,
     device: Device,
+    method: Method,
 ) -> Result<Pca> {
-    sparse_impl(indptr, indices, values, n, g, center, scale, k, seed, threads, device, device != Device::Cpu)
+    sparse_impl(indptr, indices, values, n, g, center, scale, k, seed, threads, device, device != Device::Cpu, method)
 }
 
 /// [`pca_sparse`] with the choice of sparse products explicit (libtorch CSR
@@ -484,11 +677,12 @@ fn sparse_impl(
     threads: usize,
     device: Device,
     torch_sparse: bool,
+    method: Method,
 ) -> Result<Pca> {
     // The sizes and k are checked in pca_rows; the structure here.
     let x = Csr { indptr, indices, values, n, g };
     x.check()?;
-    pca_rows(&x, center, scale, k, seed, threads, device, torch_sparse)
+    pca_rows(&x, center, scale, k, seed, threads, device, torch_sparse, method)
 }
 
 /// [`pca_sparse`] of any [`Rows`] (checked by the caller: columns in range
@@ -503,6 +697,7 @@ pub(crate) fn pca_rows<R: Rows>(
     threads: usize,
     device: Device,
     torch_sparse: bool,
+    method: Method,
 ) -> Result<Pca> {
     let (n, g) = (x.n_rows(), x.n_cols());
     if n < 2 || g < 1 {
@@ -535,9 +730,9 @@ pub(crate) fn pca_rows<R: Rows>(
         .map_err(|e| SedrError::Internal(format!("thread pool: {e}")))?;
     let (n_i, g_i, k_i) = (n as i64, g as i64, k as i64);
     // w = 1/σ (0 for constant genes), c = μ·w; both g × 1 columns.
-    let w: Vec<f64> = scale.iter().map(|&s| if s > 0.0 { 1.0 / s } else { 0.0 }).collect();
-    let c: Vec<f64> = center.iter().zip(&w).map(|(m, w)| m * w).collect();
-    let w = Tensor::from_slice(&w).f_view([g_i, 1])?.f_to_device(device)?;
+    let wv: Vec<f64> = scale.iter().map(|&s| if s > 0.0 { 1.0 / s } else { 0.0 }).collect();
+    let c: Vec<f64> = center.iter().zip(&wv).map(|(m, w)| m * w).collect();
+    let w = Tensor::from_slice(&wv).f_view([g_i, 1])?.f_to_device(device)?;
     let c = Tensor::from_slice(&c).f_view([g_i, 1])?.f_to_device(device)?;
     let ct = c.f_transpose(0, 1)?;
     let l = (k_i + OVERSAMPLE).min(n_i.min(g_i));
@@ -554,18 +749,17 @@ pub(crate) fn pca_rows<R: Rows>(
         let z = Tensor::from_slice(&dense).f_view([n_i, g_i])?.f_to_device(device)?;
         drop(dense);
         exact_svd(&(z * w.f_view([1, g_i])? - &ct))?
+    } else if !torch_sparse && device == Device::Cpu && method.use_gram(x, k, &pool) {
+        let gram = pool.install(|| gram_matrix(x, center, &wv, threads))?;
+        let (vals, vecs) = top_eigenpairs(&gram, k_i)?;
+        drop(gram);
+        let scores = sparse_mul(x, &vecs, &w, &ct, &pool)?;
+        // Eigenvalues of ZᵀZ are the squared singular values of Z; rounding
+        // can leave a zero one slightly negative.
+        return finish_scores(scores, vals.f_clamp_min(0.0)?.f_sqrt()?, vecs);
     } else if !torch_sparse && device == Device::Cpu {
         let lu = l as usize;
-        let mul = |m: &Tensor| -> Result<Tensor> {
-            let mw = (m * &w).f_contiguous()?;
-            let mut out = Tensor::f_zeros([n_i, l], (Kind::Double, Device::Cpu))?;
-            {
-                let (mw_s, out_s) = (host_slice(&mw)?, host_slice_mut(&mut out)?);
-                pool.install(|| mul_into(x, mw_s, lu, out_s));
-            }
-            let _ = out.f_sub_(&ct.f_mm(m)?)?;
-            Ok(out)
-        };
+        let mul = |m: &Tensor| sparse_mul(x, m, &w, &ct, &pool);
         let tmul = |q: &Tensor| -> Result<Tensor> {
             let qc = if dense_layout(q).is_some() { q.shallow_clone() } else { q.f_contiguous()? };
             let (qs, rs, cs) = strided_host_slice(&qc)?;
@@ -678,7 +872,7 @@ mod tests {
         let density = x.len() as f64 / (n * g) as f64;
         assert!(density > 0.02 && density < 0.1, "density {density}");
         let dense = pca(&z, n, g, k, 5, 1, Device::Cpu).unwrap();
-        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu).unwrap();
+        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu, Method::Randomized).unwrap();
         assert_eq!(sparse.scores.len(), n * k);
         assert_eq!(sparse.loadings.len(), g * k);
         assert_same(&sparse, &dense);
@@ -690,13 +884,88 @@ mod tests {
         }
         // The same with 2 threads; the same bits when repeated; and the same
         // with libtorch's sparse CSR products (the CUDA path) on the CPU.
-        let two = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu).unwrap();
+        let two = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, Method::Randomized).unwrap();
         assert_same(&two, &dense);
         assert!(two.scores == sparse.scores && two.sdev == sparse.sdev && two.loadings == sparse.loadings);
-        let again = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu).unwrap();
+        let again = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, Method::Randomized).unwrap();
         assert!(again.scores == two.scores && again.sdev == two.sdev && again.loadings == two.loadings);
-        let torch = sparse_impl(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, true).unwrap();
+        let torch = sparse_impl(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, true, Method::Randomized).unwrap();
         assert_same(&torch, &dense);
+    }
+
+    /// The exact PCA of a dense n × g matrix `z` (column-major), without
+    /// centring it, in [`finish`]'s sign convention and layout.
+    fn dense_svd(z: &[f64], n: usize, g: usize, k: usize) -> Pca {
+        let t = Tensor::from_slice(z).view([g as i64, n as i64]).transpose(0, 1);
+        let (u, s, v) = t.svd(true, true);
+        finish(u, s, v, k as i64).unwrap()
+    }
+
+    #[test]
+    fn gram_matches_exact_svd() {
+        // More spots than one kernel block, genes with the constant ones.
+        let (n, g, k) = (4500, 40, 8);
+        let (p, i, x, center, scale, z) = random_sparse(n, g, 0.02, 21);
+        let want = dense_svd(&z, n, g, k);
+        let gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu, Method::Gram).unwrap();
+        assert_same(&gram, &want);
+        // The scores are centred; the constant genes load exactly nothing.
+        for c in 0..k {
+            assert!(gram.loadings[c * g] == 0.0 && gram.loadings[c * g + 1] == 0.0);
+            let m: f64 = gram.scores[c * n..(c + 1) * n].iter().sum::<f64>() / n as f64;
+            assert!(m.abs() < 1e-9, "mean score {m}");
+        }
+        // The same bits for every thread count (and more threads than some
+        // ranges of genes hold rows), and when repeated.
+        for threads in [2, 3, 7] {
+            let t = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, threads, Device::Cpu, Method::Gram).unwrap();
+            assert!(t.scores == gram.scores && t.sdev == gram.sdev && t.loadings == gram.loadings, "{threads} threads");
+        }
+        let again = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu, Method::Gram).unwrap();
+        assert!(again.scores == gram.scores && again.sdev == gram.sdev && again.loadings == gram.loadings);
+        // A centre that is not the mean: the components of (X − 1μᵀ)W as
+        // given, as on the randomized path.
+        let shifted: Vec<f64> = center.iter().map(|m| m + 0.7).collect();
+        let mut zs = z.clone();
+        for j in 0..g {
+            let shift = if scale[j] > 0.0 { 0.7 / scale[j] } else { 0.0 };
+            zs[j * n..(j + 1) * n].iter_mut().for_each(|v| *v -= shift);
+        }
+        let off = pca_sparse(&p, &i, &x, n, g, &shifted, &scale, k, 5, 2, Device::Cpu, Method::Gram).unwrap();
+        assert_same(&off, &dense_svd(&zs, n, g, k));
+    }
+
+    #[test]
+    fn gram_keeps_every_component_and_agrees_with_the_randomized_path() {
+        // k = g − 12: every component but the last few (two are the
+        // constant genes' zero ones); the randomized SVD, with l = k + 10 <
+        // g, is then close to exact as well.
+        let (n, g, k) = (600, 60, 48);
+        let (p, i, x, center, scale, z) = random_sparse(n, g, 0.03, 5);
+        let want = dense_svd(&z, n, g, k);
+        let gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 9, 1, Device::Cpu, Method::Gram).unwrap();
+        assert_same(&gram, &want);
+        let rand = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 9, 1, Device::Cpu, Method::Randomized).unwrap();
+        for (a, b) in rand.sdev.iter().zip(&gram.sdev) {
+            assert!((a - b).abs() < 1e-3 * b, "sdev {a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn cost_model_picks_gram_for_many_spots_and_few_genes() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        // Many spots, few genes: the products dominate the randomized SVD.
+        let (p, i, x, ..) = random_sparse(20000, 40, 0.01, 2);
+        let tall = Csr { indptr: &p, indices: &i, values: &x, n: 20000, g: 40 };
+        assert!(Method::Auto.use_gram(&tall, 10, &pool));
+        assert!(!Method::Randomized.use_gram(&tall, 10, &pool));
+        // Few spots, many genes: the g × g eigendecomposition dominates.
+        let (p, i, x, ..) = random_sparse(300, 1500, 0.01, 2);
+        let wide = Csr { indptr: &p, indices: &i, values: &x, n: 300, g: 1500 };
+        assert!(!Method::Auto.use_gram(&wide, 20, &pool));
+        assert!(Method::Gram.use_gram(&wide, 20, &pool));
+        assert_eq!(Method::parse("gram").unwrap(), Method::Gram);
+        assert!(Method::parse("exact").is_err());
     }
 
     #[test]
@@ -705,7 +974,7 @@ mod tests {
         let (n, g, k) = (200, 15, 6);
         let (p, i, x, center, scale, z) = random_sparse(n, g, 0.03, 11);
         let dense = pca(&z, n, g, k, 3, 1, Device::Cpu).unwrap();
-        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 3, 1, Device::Cpu).unwrap();
+        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 3, 1, Device::Cpu, Method::Auto).unwrap();
         assert_same(&sparse, &dense);
     }
 
@@ -713,14 +982,14 @@ mod tests {
     fn sparse_rejects_bad_input() {
         let (p, i, x) = (vec![0, 1, 2], vec![0, 1], vec![1.0, 2.0]);
         let (c, s) = (vec![0.5, 1.0], vec![1.0, 1.0]);
-        assert!(pca_sparse(&p, &i, &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu).is_ok());
-        assert!(pca_sparse(&p, &i, &x, 2, 2, &c, &s, 3, 1, 1, Device::Cpu).is_err()); // k too large
-        assert!(pca_sparse(&[0, 1], &i, &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu).is_err()); // pointers
-        assert!(pca_sparse(&p, &[0, 2], &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu).is_err()); // index range
-        assert!(pca_sparse(&[0, 2, 2], &[1, 0], &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu).is_err()); // unsorted
-        assert!(pca_sparse(&p, &i, &[1.0, f64::NAN], 2, 2, &c, &s, 1, 1, 1, Device::Cpu).is_err());
-        assert!(pca_sparse(&p, &i, &x, 2, 2, &c, &[1.0, -1.0], 1, 1, 1, Device::Cpu).is_err());
-        assert!(pca_sparse(&p, &i, &x, 2, 2, &[0.5], &s, 1, 1, 1, Device::Cpu).is_err());
+        assert!(pca_sparse(&p, &i, &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu, Method::Auto).is_ok());
+        assert!(pca_sparse(&p, &i, &x, 2, 2, &c, &s, 3, 1, 1, Device::Cpu, Method::Auto).is_err()); // k too large
+        assert!(pca_sparse(&[0, 1], &i, &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu, Method::Auto).is_err()); // pointers
+        assert!(pca_sparse(&p, &[0, 2], &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu, Method::Auto).is_err()); // index range
+        assert!(pca_sparse(&[0, 2, 2], &[1, 0], &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu, Method::Auto).is_err()); // unsorted
+        assert!(pca_sparse(&p, &i, &[1.0, f64::NAN], 2, 2, &c, &s, 1, 1, 1, Device::Cpu, Method::Auto).is_err());
+        assert!(pca_sparse(&p, &i, &x, 2, 2, &c, &[1.0, -1.0], 1, 1, 1, Device::Cpu, Method::Auto).is_err());
+        assert!(pca_sparse(&p, &i, &x, 2, 2, &[0.5], &s, 1, 1, 1, Device::Cpu, Method::Auto).is_err());
     }
 
     #[test]
