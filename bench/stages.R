@@ -19,9 +19,10 @@
 # 1,000,000 spots hold ~100 M non-zeros). Sizes of 200,000 spots and more
 # run once whatever --runs says (minutes each).
 # --recipe=r runs the R reference recipe (options(SEDR.recipe = "r")), the
-# preprocessing before the native one. --pca=gram|randomized forces the
+# preprocessing before the native one. --pca=sparse|gram|exact forces the
 # sparse PCA's method (options(SEDR.pca =); default "auto", the cost model's
-# choice). Seeds 2023, 2024, ... per run.
+# choice between sparse products and the Gram matrix for the randomized SVD).
+# Seeds 2023, 2024, ... per run.
 args <- commandArgs(trailingOnly = TRUE)
 flag <- function(name, default) {
   hit <- grep(paste0("^--", name, "="), args, value = TRUE)

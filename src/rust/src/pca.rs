@@ -7,11 +7,12 @@
 //! [`pca_sparse`] on a sparse one that is centred and scaled implicitly
 //! (Z = (X − μ)/σ is never formed, so a million spots × 2000 genes needs
 //! memory for the nonzeros and a few n × (k + 10) blocks only). For the
-//! sparse one, when a cost model says so (many spots, a few thousand genes
-//! at most), the CPU instead computes the exact PCA from the g × g Gram
-//! matrix ZᵀZ, accumulated from the sparse rows: one pass over the
-//! nonzeros' pairs, a g × g eigendecomposition and one sparse product,
-//! instead of ten sparse products with k + 10 columns and the QRs.
+//! sparse one, when a cost model says so (a few thousand genes at most),
+//! the CPU runs the same randomized SVD through the g × g Gram matrix ZᵀZ,
+//! accumulated from the sparse rows: one pass over the pairs of each
+//! spot's nonzeros, dense g × g products and one sparse product, instead of
+//! ten sparse products with k + 10 columns and the n × (k + 10) QR. The
+//! exact PCA (the eigendecomposition of ZᵀZ) is an option.
 
 use crate::device::ThreadGuard;
 use crate::error::{Result, SedrError};
@@ -473,52 +474,61 @@ fn sparse_mul<R: Rows>(x: &R, m: &Tensor, w: &Tensor, ct: &Tensor, pool: &rayon:
     Ok(out)
 }
 
-/// How [`pca_rows`] finds the components of Z on the CPU: the randomized
-/// SVD, the exact eigendecomposition of the g × g Gram matrix ZᵀZ, or the
-/// cheaper of the two by [`gram_is_cheaper`] (the default).
+/// How [`pca_rows`] finds the components of Z on the CPU. `Sparse` and
+/// `Gram` are the same randomized SVD (same seed, same test matrix, same
+/// iterations, so the same components up to rounding): `Sparse` by sparse
+/// products with Z and Zᵀ, `Gram` through the g × g matrix ZᵀZ (one pass
+/// over the pairs of each spot's nonzeros, dense g × g products for the
+/// power iterations, and a single sparse product for the scores). `Exact`
+/// is the exact PCA, the eigendecomposition of ZᵀZ. `Auto` (the default)
+/// is the randomized SVD by the cheaper of `Sparse` and `Gram`
+/// ([`gram_is_cheaper`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Auto,
-    Randomized,
+    Sparse,
     Gram,
+    Exact,
 }
 
 impl Method {
     pub fn parse(s: &str) -> Result<Self> {
         match s {
             "auto" => Ok(Method::Auto),
-            "randomized" => Ok(Method::Randomized),
+            "sparse" => Ok(Method::Sparse),
             "gram" => Ok(Method::Gram),
-            _ => Err(SedrError::input("SEDR.pca", format!("must be \"auto\", \"randomized\" or \"gram\", not \"{s}\""))),
+            "exact" => Ok(Method::Exact),
+            _ => Err(SedrError::input("SEDR.pca", format!("must be \"auto\", \"sparse\", \"gram\" or \"exact\", not \"{s}\""))),
         }
     }
 
-    /// Whether to take the Gram path for `x` and k components: never above
+    /// Whether to form ZᵀZ for `x` and k components: never above
     /// [`GRAM_MAX_GENES`] genes (a g × g matrix of doubles and libtorch's
-    /// copies of it for the eigendecomposition: 0.5 GB each at 8000 genes).
+    /// copies of it: 0.5 GB each at 8000 genes).
     fn use_gram<R: Rows>(self, x: &R, k: usize, pool: &rayon::ThreadPool) -> bool {
         match self {
             _ if x.n_cols() > GRAM_MAX_GENES => false,
-            Method::Gram => true,
-            Method::Randomized => false,
+            Method::Gram | Method::Exact => true,
+            Method::Sparse => false,
             Method::Auto => pool.install(|| gram_is_cheaper(x, k)),
         }
     }
 }
 
-/// The most genes for which the Gram path is considered.
+/// The most genes for which ZᵀZ is formed.
 const GRAM_MAX_GENES: usize = 8000;
 
-/// The cost model that picks the Gram path, in units of one multiply-add of
-/// the sparse products (AVX2, 4 doubles per instruction). Measured on the
-/// project's 2-core machine, 1 thread (see bench/README.md, "Stages"): an
-/// update of the Gram accumulation (a scattered load-add-store) costs ≈ 4
-/// such units, libtorch's eigendecomposition of a g × g matrix ≈ g³/2 of
-/// them (≈ 1 s at g = 2000), and the randomized SVD makes 2 + 2 ×
-/// `POWER_ITERS` products with k + 10 columns where the Gram path makes one
-/// with k. At DLPFC 151673 (3,639 spots, 2,000 genes, 11 % dense) the
-/// randomized SVD is cheaper (the eigendecomposition dominates); at a
-/// million spots the Gram path is ≈ 5× cheaper.
+/// The cost model that picks the Gram path for the randomized SVD, in units
+/// of one multiply-add of the sparse products (AVX2, 4 doubles per
+/// instruction). Measured on the project's 2-core machine, 1 thread, at
+/// 1 M spots × 2000 genes (bench/README.md, "Stages"): an update of the Gram
+/// accumulation (a scattered load-add-store) costs ≈ 4 such units, and a
+/// multiply-add of libtorch's dense g × g products ≈ 1/10 of one. The
+/// sparse path makes 2 + 2 × `POWER_ITERS` sparse products with k + 10
+/// columns and QRs of the n × l and g × l bases; the Gram path makes one
+/// sparse product with k columns and `POWER_ITERS` + 1 dense ones. With
+/// ≈ 100 nonzeros per spot and 200 components it wins from a few thousand
+/// spots on (DLPFC 151673: 3,639 spots, 220 nonzeros each, 2,000 genes).
 fn gram_is_cheaper<R: Rows>(x: &R, k: usize) -> bool {
     let (n, g) = (x.n_rows(), x.n_cols());
     let blocks: Vec<(f64, f64)> = (0..n.div_ceil(BLOCK))
@@ -536,11 +546,71 @@ fn gram_is_cheaper<R: Rows>(x: &R, k: usize) -> bool {
         .collect();
     let (nnz, pairs) = blocks.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
     let (n, g, k) = (n as f64, g as f64, k as f64);
-    let l = k + OVERSAMPLE as f64;
-    let gram = 4.0 * pairs + g * g * g / 2.0 + nnz * k;
-    // The products, plus the QRs of the n × l and g × l bases.
-    let randomized = (2.0 + 2.0 * POWER_ITERS as f64) * nnz * l + 2.0 * (n + g * POWER_ITERS as f64) * l * l;
-    gram < randomized
+    let (l, iters) = (k + OVERSAMPLE as f64, POWER_ITERS as f64);
+    let gram = 4.0 * pairs + (iters + 1.0) * g * g * l / 10.0 + nnz * k;
+    let sparse = (2.0 + 2.0 * iters) * nnz * l + 2.0 * (n + g * iters) * l * l;
+    gram < sparse
+}
+
+/// The randomized SVD of [`randomized_svd`] from ZᵀZ (`gram`, g × g): the
+/// same test matrix and power iterations, W ← qr(ZᵀZ·W) being qr(Zᵀ(Z·W)),
+/// then the final basis of Y = Z·W without forming Y: with YᵀY = WᵀZᵀZW =
+/// E·Λ·Eᵀ, Q = Y·E·Λ^(−1/2) is an orthonormal basis of Y's span (the QR's
+/// up to a rotation, which the SVD of B = QᵀZ = Λ^(−1/2)·Eᵀ·Wᵀ·ZᵀZ absorbs).
+/// Returns the g × k matrix M with Z·M = U·S (the scores), S and V, or
+/// None when Y has fewer than k columns of numerical rank (the sparse path
+/// then takes over). The λ of YᵀY are the squared singular values of Z on
+/// the basis (their spread ≈ (σ₁/σ_l)², ~1e4 on z-scored genes), so Q is
+/// orthonormal to ~1e-12 in double precision.
+fn randomized_from_gram(gram: &Tensor, l: i64, k: i64, seed: u64) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    let g = gram.size()[0];
+    let mut w = gaussian(g, l, seed, Device::Cpu)?;
+    for _ in 0..POWER_ITERS {
+        w = qr(&gram.f_mm(&w)?)?;
+    }
+    // C = WᵀZᵀZ (l × g); YᵀY = C·W, symmetrised against rounding.
+    let c = w.f_transpose(0, 1)?.f_mm(gram)?;
+    let yty = c.f_mm(&w)?;
+    let yty = (&yty + yty.f_transpose(0, 1)?) * 0.5;
+    let (lam, e) = yty.f_linalg_eigh("U")?;
+    let lam_max = lam.f_max()?.double_value(&[]);
+    let kept = Vec::<f64>::try_from(&lam)?.iter().filter(|&&v| v > 1e-10 * lam_max).count() as i64;
+    if kept < k || lam_max <= 0.0 {
+        return Ok(None);
+    }
+    // Eigenvalues ascend: the last `kept` columns.
+    let lam = lam.f_narrow(0, l - kept, kept)?;
+    let basis = e.f_narrow(1, l - kept, kept)? * lam.f_rsqrt()?.f_view([1, kept])?;
+    let b = basis.f_transpose(0, 1)?.f_mm(&c)?;
+    let (ub, s, v) = b.f_svd(true, true)?;
+    let s = s.f_narrow(0, 0, k)?;
+    let m = w.f_mm(&basis.f_mm(&ub.f_narrow(1, 0, k)?)?)? * s.f_view([1, k])?;
+    Ok(Some((m.f_contiguous()?, s, v.f_narrow(1, 0, k)?)))
+}
+
+/// ZᵀZ, then the components by [`randomized_from_gram`] or, for
+/// [`Method::Exact`], by its eigendecomposition: (M, S, V) with Z·M the
+/// scores (M = V for the exact PCA), or None to take the sparse path.
+#[allow(clippy::too_many_arguments)]
+fn gram_components<R: Rows>(
+    x: &R,
+    center: &[f64],
+    w: &[f64],
+    l: i64,
+    k: i64,
+    seed: u64,
+    threads: usize,
+    method: Method,
+    pool: &rayon::ThreadPool,
+) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    let gram = pool.install(|| gram_matrix(x, center, w, threads))?;
+    if method != Method::Exact {
+        return randomized_from_gram(&gram, l, k, seed);
+    }
+    let (vals, vecs) = top_eigenpairs(&gram, k)?;
+    // Eigenvalues of ZᵀZ are the squared singular values of Z; rounding can
+    // leave a zero one slightly negative.
+    Ok(Some((vecs.shallow_clone(), vals.f_clamp_min(0.0)?.f_sqrt()?, vecs)))
 }
 
 /// ZᵀZ for Z = (X − 1·μᵀ)·diag(w), as a g × g double tensor (both
@@ -689,11 +759,10 @@ fn top_eigenpairs(sym: &Tensor, k: i64) -> Result<(Tensor, Tensor)> {
 /// convention and the output are those of [`pca`], so both agree on the same
 /// Z. On the CPU the sparse products are rayon kernels on the borrowed slots
 /// (no copy of X; deterministic for every thread count); on CUDA they are
-/// libtorch sparse CSR products (cuSPARSE). `method` chooses between the
-/// randomized SVD and, on the CPU, the exact PCA through ZᵀZ
-/// ([`gram_matrix`]); [`Method::Auto`] takes the cheaper ([`gram_is_cheaper`]).
-/// Where both apply they agree to the randomized SVD's accuracy (exactly
-/// only where it is exact: k + 10 ≥ min(n, g), or a gap in the spectrum).
+/// libtorch sparse CSR products (cuSPARSE). On the CPU, `method` ([`Method`])
+/// may run the same randomized SVD through ZᵀZ ([`gram_matrix`]), which
+/// [`Method::Auto`] does where it is cheaper ([`gram_is_cheaper`]), or
+/// compute the exact PCA from ZᵀZ ([`Method::Exact`]).
 #[allow(clippy::too_many_arguments)]
 pub fn pca_sparse(
     indptr: &[i32],
@@ -800,14 +869,12 @@ pub(crate) fn pca_rows<R: Rows>(
         let z = Tensor::from_slice(&dense).f_view([n_i, g_i])?.f_to_device(device)?;
         drop(dense);
         exact_svd(&(z * w.f_view([1, g_i])? - &ct))?
-    } else if !torch_sparse && device == Device::Cpu && method.use_gram(x, k, &pool) {
-        let gram = pool.install(|| gram_matrix(x, center, &wv, threads))?;
-        let (vals, vecs) = top_eigenpairs(&gram, k_i)?;
-        drop(gram);
-        let scores = sparse_mul(x, &vecs, &w, &ct, &pool)?;
-        // Eigenvalues of ZᵀZ are the squared singular values of Z; rounding
-        // can leave a zero one slightly negative.
-        return finish_scores(scores, vals.f_clamp_min(0.0)?.f_sqrt()?, vecs);
+    } else if let Some((m, s, v)) = match !torch_sparse && device == Device::Cpu && method.use_gram(x, k, &pool) {
+        true => gram_components(x, center, &wv, l, k_i, seed, threads, method, &pool)?,
+        false => None,
+    } {
+        let scores = sparse_mul(x, &m, &w, &ct, &pool)?;
+        return finish_scores(scores, s, v);
     } else if !torch_sparse && device == Device::Cpu {
         let lu = l as usize;
         let mul = |m: &Tensor| sparse_mul(x, m, &w, &ct, &pool);
@@ -923,7 +990,7 @@ mod tests {
         let density = x.len() as f64 / (n * g) as f64;
         assert!(density > 0.02 && density < 0.1, "density {density}");
         let dense = pca(&z, n, g, k, 5, 1, Device::Cpu).unwrap();
-        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu, Method::Randomized).unwrap();
+        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu, Method::Sparse).unwrap();
         assert_eq!(sparse.scores.len(), n * k);
         assert_eq!(sparse.loadings.len(), g * k);
         assert_same(&sparse, &dense);
@@ -935,13 +1002,24 @@ mod tests {
         }
         // The same with 2 threads; the same bits when repeated; and the same
         // with libtorch's sparse CSR products (the CUDA path) on the CPU.
-        let two = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, Method::Randomized).unwrap();
+        let two = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, Method::Sparse).unwrap();
         assert_same(&two, &dense);
         assert!(two.scores == sparse.scores && two.sdev == sparse.sdev && two.loadings == sparse.loadings);
-        let again = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, Method::Randomized).unwrap();
+        let again = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, Method::Sparse).unwrap();
         assert!(again.scores == two.scores && again.sdev == two.sdev && again.loadings == two.loadings);
-        let torch = sparse_impl(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, true, Method::Randomized).unwrap();
+        let torch = sparse_impl(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, true, Method::Sparse).unwrap();
         assert_same(&torch, &dense);
+        // The same randomized SVD through ZᵀZ: the same components, and the
+        // same bits for every thread count.
+        let gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu, Method::Gram).unwrap();
+        assert_same(&gram, &dense);
+        for threads in [2, 3] {
+            let t = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, threads, Device::Cpu, Method::Gram).unwrap();
+            assert!(t.scores == gram.scores && t.sdev == gram.sdev && t.loadings == gram.loadings, "{threads} threads");
+        }
+        for c in 0..k {
+            assert!(gram.loadings[c * g].abs() < 1e-12 && gram.loadings[c * g + 1].abs() < 1e-12);
+        }
     }
 
     /// The exact PCA of a dense n × g matrix `z` (column-major), without
@@ -953,12 +1031,12 @@ mod tests {
     }
 
     #[test]
-    fn gram_matches_exact_svd() {
+    fn exact_matches_dense_svd() {
         // More spots than one kernel block, genes with the constant ones.
         let (n, g, k) = (4500, 40, 8);
         let (p, i, x, center, scale, z) = random_sparse(n, g, 0.02, 21);
         let want = dense_svd(&z, n, g, k);
-        let gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu, Method::Gram).unwrap();
+        let gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu, Method::Exact).unwrap();
         assert_same(&gram, &want);
         // The scores are centred; the constant genes load exactly nothing.
         for c in 0..k {
@@ -969,10 +1047,10 @@ mod tests {
         // The same bits for every thread count (and more threads than some
         // ranges of genes hold rows), and when repeated.
         for threads in [2, 3, 7] {
-            let t = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, threads, Device::Cpu, Method::Gram).unwrap();
+            let t = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, threads, Device::Cpu, Method::Exact).unwrap();
             assert!(t.scores == gram.scores && t.sdev == gram.sdev && t.loadings == gram.loadings, "{threads} threads");
         }
-        let again = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu, Method::Gram).unwrap();
+        let again = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu, Method::Exact).unwrap();
         assert!(again.scores == gram.scores && again.sdev == gram.sdev && again.loadings == gram.loadings);
         // A centre that is not the mean: the components of (X − 1μᵀ)W as
         // given, as on the randomized path.
@@ -982,24 +1060,27 @@ mod tests {
             let shift = if scale[j] > 0.0 { 0.7 / scale[j] } else { 0.0 };
             zs[j * n..(j + 1) * n].iter_mut().for_each(|v| *v -= shift);
         }
-        let off = pca_sparse(&p, &i, &x, n, g, &shifted, &scale, k, 5, 2, Device::Cpu, Method::Gram).unwrap();
+        let off = pca_sparse(&p, &i, &x, n, g, &shifted, &scale, k, 5, 2, Device::Cpu, Method::Exact).unwrap();
         assert_same(&off, &dense_svd(&zs, n, g, k));
     }
 
     #[test]
-    fn gram_keeps_every_component_and_agrees_with_the_randomized_path() {
+    fn exact_keeps_every_component_and_agrees_with_the_randomized_svd() {
         // k = g − 12: every component but the last few (two are the
         // constant genes' zero ones); the randomized SVD, with l = k + 10 <
         // g, is then close to exact as well.
         let (n, g, k) = (600, 60, 48);
         let (p, i, x, center, scale, z) = random_sparse(n, g, 0.03, 5);
         let want = dense_svd(&z, n, g, k);
-        let gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 9, 1, Device::Cpu, Method::Gram).unwrap();
+        let gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 9, 1, Device::Cpu, Method::Exact).unwrap();
         assert_same(&gram, &want);
-        let rand = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 9, 1, Device::Cpu, Method::Randomized).unwrap();
+        let rand = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 9, 1, Device::Cpu, Method::Sparse).unwrap();
         for (a, b) in rand.sdev.iter().zip(&gram.sdev) {
             assert!((a - b).abs() < 1e-3 * b, "sdev {a} vs {b}");
         }
+        // The randomized SVD through ZᵀZ is the sparse path's, to rounding.
+        let via_gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 9, 1, Device::Cpu, Method::Gram).unwrap();
+        assert_same(&via_gram, &rand);
     }
 
     #[test]
@@ -1009,14 +1090,15 @@ mod tests {
         let (p, i, x, ..) = random_sparse(20000, 40, 0.01, 2);
         let tall = Csr { indptr: &p, indices: &i, values: &x, n: 20000, g: 40 };
         assert!(Method::Auto.use_gram(&tall, 10, &pool));
-        assert!(!Method::Randomized.use_gram(&tall, 10, &pool));
+        assert!(!Method::Sparse.use_gram(&tall, 10, &pool));
         // Few spots, many genes: the g × g eigendecomposition dominates.
         let (p, i, x, ..) = random_sparse(300, 1500, 0.01, 2);
         let wide = Csr { indptr: &p, indices: &i, values: &x, n: 300, g: 1500 };
         assert!(!Method::Auto.use_gram(&wide, 20, &pool));
-        assert!(Method::Gram.use_gram(&wide, 20, &pool));
+        assert!(Method::Gram.use_gram(&wide, 20, &pool) && Method::Exact.use_gram(&wide, 20, &pool));
         assert_eq!(Method::parse("gram").unwrap(), Method::Gram);
-        assert!(Method::parse("exact").is_err());
+        assert_eq!(Method::parse("exact").unwrap(), Method::Exact);
+        assert!(Method::parse("randomized").is_err());
     }
 
     #[test]
