@@ -1084,6 +1084,35 @@ mod tests {
     }
 
     #[test]
+    fn gram_handles_rank_deficient_data() {
+        // 8 genes repeated 4 times (32 columns, rank ≤ 6: two of the 8 are
+        // constant), so Y = Z·W has fewer independent columns than k + 10.
+        let (n, g0, copies) = (300, 8, 4);
+        let (p0, i0, x0, c0, s0, _) = random_sparse(n, g0, 0.05, 3);
+        let (mut p, mut i, mut x) = (vec![0i32], vec![], vec![]);
+        for r in 0..n {
+            let (a, b) = (p0[r] as usize, p0[r + 1] as usize);
+            for c in 0..copies {
+                i.extend(i0[a..b].iter().map(|&j| j + (c * g0) as i32));
+                x.extend_from_slice(&x0[a..b]);
+            }
+            p.push(i.len() as i32);
+        }
+        let g = g0 * copies;
+        let (center, scale) = (c0.repeat(copies), s0.repeat(copies));
+        // k = 3 ≤ rank: the Gram path keeps the basis's independent part.
+        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, 3, 4, 1, Device::Cpu, Method::Sparse).unwrap();
+        let gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, 3, 4, 1, Device::Cpu, Method::Gram).unwrap();
+        assert_same(&gram, &sparse);
+        assert!(gram.scores != sparse.scores, "the Gram path was taken (other rounding)");
+        // k = 8 > rank: the Gram path hands over to the sparse products.
+        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, 8, 4, 1, Device::Cpu, Method::Sparse).unwrap();
+        let gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, 8, 4, 1, Device::Cpu, Method::Gram).unwrap();
+        assert!(gram.scores == sparse.scores && gram.sdev == sparse.sdev && gram.loadings == sparse.loadings);
+        assert!(gram.sdev[6] < 1e-8 * gram.sdev[0]);
+    }
+
+    #[test]
     fn cost_model_picks_gram_for_many_spots_and_few_genes() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         // Many spots, few genes: the products dominate the randomized SVD.
