@@ -367,7 +367,7 @@
   res <- unwrap_rust(.Call(wrap__sedr_recipe_pca, counts@p, counts@i,
                            counts@x, g, as.integer(sel - 1L), st$totals,
                            normalize, as.integer(npcs), as.integer(seed), threads,
-                           device))
+                           device, .pca_method()))
   list(features = features, center = stats::setNames(res$center, features),
        scale = stats::setNames(res$scale, features),
        constant = stats::setNames(res$constant, features),

@@ -19,7 +19,10 @@
 # 1,000,000 spots hold ~100 M non-zeros). Sizes of 200,000 spots and more
 # run once whatever --runs says (minutes each).
 # --recipe=r runs the R reference recipe (options(SEDR.recipe = "r")), the
-# preprocessing before the native one. Seeds 2023, 2024, ... per run.
+# preprocessing before the native one. --pca=sparse|gram|exact forces the
+# sparse PCA's method (options(SEDR.pca =); default "auto", the cost model's
+# choice between sparse products and the Gram matrix for the randomized SVD).
+# Seeds 2023, 2024, ... per run.
 args <- commandArgs(trailingOnly = TRUE)
 flag <- function(name, default) {
   hit <- grep(paste0("^--", name, "="), args, value = TRUE)
@@ -30,6 +33,7 @@ runs <- as.integer(flag("runs", "3"))
 threads <- as.integer(strsplit(flag("threads", "1,2"), ",")[[1]])
 datasets <- strsplit(flag("data", "151673,20000"), ",")[[1]]
 recipe <- flag("recipe", "native")
+pca <- flag("pca", "auto")
 
 status_mb <- function(field) {
   st <- readLines("/proc/self/status")
@@ -40,7 +44,7 @@ status_mb <- function(field) {
 # total|peak MB|spots|genes|load peak MB|RSS at start MB|guard estimate MB".
 run_child <- function(data, n_threads, seed) {
   suppressPackageStartupMessages(library(SEDR))
-  options(SEDR.recipe = recipe)
+  options(SEDR.recipe = recipe, SEDR.pca = pca)
   t0 <- proc.time()[["elapsed"]]
   if (data == "151673") {
     d <- read_dataset(data_dir("dlpfc_151673"))
@@ -86,8 +90,8 @@ load_avg <- function() {
   paste(strsplit(readLines("/proc/loadavg"), " ")[[1]][1:3], collapse = " ")
 }
 script <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])
-cat(sprintf("SEDR stages: RunSEDR defaults (CPU) + SEDRClusters(mclust, 7); recipe %s; %d runs; host %s, %d cores, SEDR %s\n",
-            recipe, runs, Sys.info()[["nodename"]], parallel::detectCores(),
+cat(sprintf("SEDR stages: RunSEDR defaults (CPU) + SEDRClusters(mclust, 7); recipe %s; PCA %s; %d runs; host %s, %d cores, SEDR %s\n",
+            recipe, pca, runs, Sys.info()[["nodename"]], parallel::detectCores(),
             format(utils::packageVersion("SEDR"))))
 cat(sprintf("load average before: %s\n\n", load_avg()))
 cat("| data | spots | threads | read s | preprocess s | graph s | train s | mclust s | RunSEDR + mclust s | peak RSS MB | load peak MB | RSS at start MB | guard estimate MB | start + estimate MB |\n")
@@ -103,7 +107,7 @@ for (data in datasets) {
     for (r in seq_len(n_runs)) {
       out <- system2("Rscript", c("--no-init-file", shQuote(script), "--child", paste0("--one=", data),
                                   paste0("--t=", t), paste0("--seed=", 2022 + r),
-                                  paste0("--recipe=", recipe)),
+                                  paste0("--recipe=", recipe), paste0("--pca=", pca)),
                      stdout = TRUE, stderr = TRUE)
       hit <- grep("^STAGES\\|", out, value = TRUE)
       if (!length(hit)) {

@@ -54,6 +54,39 @@ test_that("the native recipe matches the R recipe on a simulated tissue", {
   expect_identical(do.call(.preprocess_native, c(list(sim$counts), args, npcs = 30, seed = 7)), nat)
 })
 
+test_that("the PCA's methods agree between the recipes, and the exact one with a dense SVD", {
+  sim <- SimulateSpatialTissue(n.rows = 30, n.cols = 30, n.genes = 400, seed = 3)
+  args <- list(n.hvg = 150, min.spots = 20, min.counts = 10)
+  nat <- function(m, ...) {
+    old <- options(SEDR.pca = m)
+    on.exit(options(old))
+    do.call(.preprocess_native, c(list(sim$counts), args, npcs = 30, seed = 7, list(...)))
+  }
+  ref <- function(m) {
+    old <- options(SEDR.pca = m)
+    on.exit(options(old))
+    do.call(reference_recipe, c(list(sim$counts), args, npcs = 30, seed = 7))
+  }
+  # The randomized SVD by sparse products and through the Gram matrix: the
+  # same components, in either recipe, for 1 and 2 threads.
+  sparse <- nat("sparse")
+  gram <- nat("gram")
+  expect_same_recipe(gram, sparse, tol = 1e-8)
+  expect_same_recipe(gram, ref("gram"))
+  expect_identical(nat("gram", n.threads = 2), gram)
+  # The exact PCA: R's SVD of the dense z-scores (spots x genes).
+  exact <- nat("exact")
+  expect_same_recipe(exact, ref("exact"))
+  z <- do.call(.preprocess_counts, c(list(sim$counts), args))$scaled
+  sv <- svd(z, nu = 0, nv = 30)
+  expect_equal(exact$pcs$sdev, sv$d[1:30] / sqrt(nrow(z) - 1), tolerance = 1e-10)
+  expect_gt(min(abs(colSums(exact$pcs$loadings * sv$v))), 1 - 1e-8)
+  expect_identical(nat("exact", n.threads = 2), exact)
+  # The randomized SVD finds the leading components.
+  expect_equal(gram$pcs$sdev[1:5], exact$pcs$sdev[1:5], tolerance = 1e-3)
+  expect_error(nat("randomized"), class = "sedr_error_input", regexp = "SEDR.pca")
+})
+
 test_that("the log-normalised native recipe matches the R recipe", {
   sim <- SimulateSpatialTissue(n.rows = 20, n.cols = 20, n.genes = 300, seed = 3)
   args <- list(n.hvg = 120, min.spots = 20, min.counts = 10)
@@ -159,4 +192,11 @@ test_that("the native recipe matches the R recipe on DLPFC 151673", {
                                 npcs = 50, seed = 11, n.threads = 2, normalize = "log")
   expect_identical(nat_log$features, nat$features)
   expect_same_recipe(nat_log, ref_log)
+  # The default takes the Gram matrix here; the sparse products give the
+  # same components.
+  old <- options(SEDR.pca = "sparse")
+  on.exit(options(old))
+  nat_sparse <- .preprocess_native(counts, n.hvg = 2000, min.spots = 50, min.counts = 10,
+                                   npcs = 200, seed = 11)
+  expect_same_recipe(nat_sparse, nat)
 })

@@ -114,15 +114,17 @@ fn sedr_pca(x: &[f64], n: i32, g: i32, k: i32, seed: i32, threads: i32, device: 
 
 /// Sparse PCA of the implicitly centred and scaled matrix: `p`, `i`, `x` are
 /// the slots of a genes × spots dgCMatrix (the CSR form of spots × genes);
-/// `scale` 0 marks a constant gene.
+/// `scale` 0 marks a constant gene; `method` "auto", "randomized" or "gram"
+/// (crate::pca::Method).
 /// @noRd
 #[extendr]
 #[allow(clippy::too_many_arguments)]
-fn sedr_pca_sparse(p: &[i32], i: &[i32], x: &[f64], n: i32, g: i32, center: &[f64], scale: &[f64], k: i32, seed: i32, threads: i32, device: &str) -> Robj {
+fn sedr_pca_sparse(p: &[i32], i: &[i32], x: &[f64], n: i32, g: i32, center: &[f64], scale: &[f64], k: i32, seed: i32, threads: i32, device: &str, method: &str) -> Robj {
     guarded(|| {
         let dev = parse_device(device)?;
+        let method = crate::pca::Method::parse(method)?;
         let (n, g) = (usize::try_from(n).unwrap_or(0), usize::try_from(g).unwrap_or(0));
-        let pc = crate::pca::pca_sparse(p, i, x, n, g, center, scale, k.max(0) as usize, seed as u32 as u64, threads.max(1) as usize, dev)?;
+        let pc = crate::pca::pca_sparse(p, i, x, n, g, center, scale, k.max(0) as usize, seed as u32 as u64, threads.max(1) as usize, dev, method)?;
         Ok(list!(scores = pc.scores, sdev = pc.sdev, loadings = pc.loadings).into())
     })
 }
@@ -199,13 +201,14 @@ fn sedr_recipe_clipped(p: &[i32], i: &[i32], x: &[f64], g: i32, mu: &[f64], sd: 
 /// @noRd
 #[extendr]
 #[allow(clippy::too_many_arguments)]
-fn sedr_recipe_pca(p: &[i32], i: &[i32], x: &[f64], g: i32, selected: &[i32], totals: &[f64], normalize: &str, k: i32, seed: i32, threads: i32, device: &str) -> Robj {
+fn sedr_recipe_pca(p: &[i32], i: &[i32], x: &[f64], g: i32, selected: &[i32], totals: &[f64], normalize: &str, k: i32, seed: i32, threads: i32, device: &str, method: &str) -> Robj {
     guarded(|| {
         let dev = parse_device(device)?;
+        let method = crate::pca::Method::parse(method)?;
         let how = crate::recipe::Normalize::parse(normalize)?;
         let csr = counts_view(p, i, x, g)?;
         let sel = to_usize(selected, "features")?;
-        let r = crate::recipe::recipe_pca(&csr, &sel, totals, how, k.max(0) as usize, seed as u32 as u64, threads.max(1) as usize, dev)?;
+        let r = crate::recipe::recipe_pca(&csr, &sel, totals, how, k.max(0) as usize, seed as u32 as u64, threads.max(1) as usize, dev, method)?;
         Ok(list!(
             scores = r.pca.scores,
             sdev = r.pca.sdev,

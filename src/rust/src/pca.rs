@@ -6,7 +6,13 @@
 //! Two entry points share one randomized SVD: [`pca`] on a dense matrix and
 //! [`pca_sparse`] on a sparse one that is centred and scaled implicitly
 //! (Z = (X − μ)/σ is never formed, so a million spots × 2000 genes needs
-//! memory for the nonzeros and a few n × (k + 10) blocks only).
+//! memory for the nonzeros and a few n × (k + 10) blocks only). For the
+//! sparse one, when a cost model says so (a few thousand genes at most),
+//! the CPU runs the same randomized SVD through the g × g Gram matrix ZᵀZ,
+//! accumulated from the sparse rows: one pass over the pairs of each
+//! spot's nonzeros, dense g × g products and one sparse product, instead of
+//! ten sparse products with k + 10 columns and the n × (k + 10) QR. The
+//! exact PCA (the eigendecomposition of ZᵀZ) is an option.
 
 use crate::device::ThreadGuard;
 use crate::error::{Result, SedrError};
@@ -119,14 +125,21 @@ fn randomized_svd(
 /// of each component is positive: deterministic across runs and devices),
 /// copied to the host in R's layout.
 fn finish(u: Tensor, s: Tensor, v: Tensor, k: i64) -> Result<Pca> {
-    let (s, v) = (s.f_narrow(0, 0, k)?, v.f_narrow(1, 0, k)?);
-    let pick = v.abs().argmax(0, true);
-    let sign = v.gather(0, &pick, false).sign();
-    let sign = sign.where_self(&sign.ne(0.0), &sign.ones_like());
+    let s = s.f_narrow(0, 0, k)?;
     // Scores in place (n × k is the largest output: no second copy of it).
     let mut scores = u.f_narrow(1, 0, k)?;
     drop(u);
-    let _ = scores.f_mul_(&(&s * &sign))?;
+    let _ = scores.f_mul_(&s)?;
+    finish_scores(scores, s, v.f_narrow(1, 0, k)?)
+}
+
+/// [`finish`] from the scores U·S (n × k), the k singular values and the
+/// g × k loadings: the sign convention, then R's layout.
+fn finish_scores(mut scores: Tensor, s: Tensor, v: Tensor) -> Result<Pca> {
+    let pick = v.abs().argmax(0, true);
+    let sign = v.gather(0, &pick, false).sign();
+    let sign = sign.where_self(&sign.ne(0.0), &sign.ones_like());
+    let _ = scores.f_mul_(&sign)?;
     let v = v * &sign;
     Ok(Pca {
         scores: col_major(&scores)?,
@@ -216,6 +229,10 @@ pub trait Rows: Sync {
     /// Row `i`'s stored entries, columns strictly increasing: borrowed from
     /// the matrix, or computed into `buf` (cleared first).
     fn row_into<'s>(&'s self, i: usize, buf: &'s mut RowBuf) -> (&'s [i32], &'s [f64]);
+    /// The number of stored entries of row `i` (for the cost model).
+    fn row_len(&self, i: usize, buf: &mut RowBuf) -> usize {
+        self.row_into(i, buf).0.len()
+    }
 }
 
 /// Scratch space for a row computed on the fly ([`Rows::row_into`]).
@@ -234,6 +251,9 @@ impl Rows for Csr<'_> {
     }
     fn row_into<'s>(&'s self, i: usize, _buf: &'s mut RowBuf) -> (&'s [i32], &'s [f64]) {
         self.row(i)
+    }
+    fn row_len(&self, i: usize, _buf: &mut RowBuf) -> usize {
+        (self.indptr[i + 1] - self.indptr[i]) as usize
     }
 }
 
@@ -440,6 +460,295 @@ fn host_slice_mut(t: &mut Tensor) -> Result<&mut [f64]> {
     Ok(unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f64, len) })
 }
 
+/// Z·m = X·(m∘w) − 1·(cᵀm) for a g × l block m, by the CPU kernel
+/// [`mul_into`] (w = 1/σ and c = μ/σ as g × 1 columns, `ct` = cᵀ).
+fn sparse_mul<R: Rows>(x: &R, m: &Tensor, w: &Tensor, ct: &Tensor, pool: &rayon::ThreadPool) -> Result<Tensor> {
+    let l = m.size()[1];
+    let mw = (m * w).f_contiguous()?;
+    let mut out = Tensor::f_zeros([x.n_rows() as i64, l], (Kind::Double, Device::Cpu))?;
+    {
+        let (mw_s, out_s) = (host_slice(&mw)?, host_slice_mut(&mut out)?);
+        pool.install(|| mul_into(x, mw_s, l as usize, out_s));
+    }
+    let _ = out.f_sub_(&ct.f_mm(m)?)?;
+    Ok(out)
+}
+
+/// How [`pca_rows`] finds the components of Z on the CPU. `Sparse` and
+/// `Gram` are the same randomized SVD (same seed, same test matrix, same
+/// iterations, so the same components up to rounding): `Sparse` by sparse
+/// products with Z and Zᵀ, `Gram` through the g × g matrix ZᵀZ (one pass
+/// over the pairs of each spot's nonzeros, dense g × g products for the
+/// power iterations, and a single sparse product for the scores). `Exact`
+/// is the exact PCA, the eigendecomposition of ZᵀZ. `Auto` (the default)
+/// is the randomized SVD by the cheaper of `Sparse` and `Gram`
+/// ([`gram_is_cheaper`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Auto,
+    Sparse,
+    Gram,
+    Exact,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Method::Auto),
+            "sparse" => Ok(Method::Sparse),
+            "gram" => Ok(Method::Gram),
+            "exact" => Ok(Method::Exact),
+            _ => Err(SedrError::input("SEDR.pca", format!("must be \"auto\", \"sparse\", \"gram\" or \"exact\", not \"{s}\""))),
+        }
+    }
+
+    /// Whether to form ZᵀZ for `x` and k components: never above
+    /// [`GRAM_MAX_GENES`] genes (a g × g matrix of doubles and libtorch's
+    /// copies of it: 0.5 GB each at 8000 genes).
+    fn use_gram<R: Rows>(self, x: &R, k: usize, pool: &rayon::ThreadPool) -> bool {
+        match self {
+            _ if x.n_cols() > GRAM_MAX_GENES => false,
+            Method::Gram | Method::Exact => true,
+            Method::Sparse => false,
+            Method::Auto => pool.install(|| gram_is_cheaper(x, k)),
+        }
+    }
+}
+
+/// The most genes for which ZᵀZ is formed.
+const GRAM_MAX_GENES: usize = 8000;
+
+/// The cost model that picks the Gram path for the randomized SVD, in units
+/// of one multiply-add of the sparse products (AVX2, 4 doubles per
+/// instruction). Measured on the project's 2-core machine, 1 thread, at
+/// 1 M spots × 2000 genes (bench/README.md, "Stages"): an update of the Gram
+/// accumulation (a scattered load-add-store) costs ≈ 4 such units, and a
+/// multiply-add of libtorch's dense g × g products ≈ 1/10 of one. The
+/// sparse path makes 2 + 2 × `POWER_ITERS` sparse products with k + 10
+/// columns and QRs of the n × l and g × l bases; the Gram path makes one
+/// sparse product with k columns and `POWER_ITERS` + 1 dense ones. With
+/// ≈ 100 nonzeros per spot and 200 components it wins from a few thousand
+/// spots on (DLPFC 151673: 3,639 spots, 220 nonzeros each, 2,000 genes).
+fn gram_is_cheaper<R: Rows>(x: &R, k: usize) -> bool {
+    let (n, g) = (x.n_rows(), x.n_cols());
+    let blocks: Vec<(f64, f64)> = (0..n.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let mut buf = RowBuf::default();
+            let (mut nnz, mut pairs) = (0.0, 0.0);
+            for i in b * BLOCK..((b + 1) * BLOCK).min(n) {
+                let len = x.row_len(i, &mut buf) as f64;
+                nnz += len;
+                pairs += len * (len + 1.0) / 2.0;
+            }
+            (nnz, pairs)
+        })
+        .collect();
+    let (nnz, pairs) = blocks.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let (n, g, k) = (n as f64, g as f64, k as f64);
+    let (l, iters) = (k + OVERSAMPLE as f64, POWER_ITERS as f64);
+    let gram = 4.0 * pairs + (iters + 1.0) * g * g * l / 10.0 + nnz * k;
+    let sparse = (2.0 + 2.0 * iters) * nnz * l + 2.0 * (n + g * iters) * l * l;
+    gram < sparse
+}
+
+/// The randomized SVD of [`randomized_svd`] from ZᵀZ (`gram`, g × g): the
+/// same test matrix and power iterations, W ← qr(ZᵀZ·W) being qr(Zᵀ(Z·W)),
+/// then the final basis of Y = Z·W without forming Y: with YᵀY = WᵀZᵀZW =
+/// E·Λ·Eᵀ, Q = Y·E·Λ^(−1/2) is an orthonormal basis of Y's span (the QR's
+/// up to a rotation, which the SVD of B = QᵀZ = Λ^(−1/2)·Eᵀ·Wᵀ·ZᵀZ absorbs).
+/// Returns the g × k matrix M with Z·M = U·S (the scores), S and V, or
+/// None when Y has fewer than k columns of numerical rank (the sparse path
+/// then takes over). The λ of YᵀY are the squared singular values of Z on
+/// the basis (their spread ≈ (σ₁/σ_l)², ~1e4 on z-scored genes), so Q is
+/// orthonormal to ~1e-12 in double precision.
+fn randomized_from_gram(gram: &Tensor, l: i64, k: i64, seed: u64) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    let g = gram.size()[0];
+    let mut w = gaussian(g, l, seed, Device::Cpu)?;
+    for _ in 0..POWER_ITERS {
+        w = qr(&gram.f_mm(&w)?)?;
+    }
+    // C = WᵀZᵀZ (l × g); YᵀY = C·W, symmetrised against rounding.
+    let c = w.f_transpose(0, 1)?.f_mm(gram)?;
+    let yty = c.f_mm(&w)?;
+    let yty = (&yty + yty.f_transpose(0, 1)?) * 0.5;
+    let (lam, e) = yty.f_linalg_eigh("U")?;
+    let lam_max = lam.f_max()?.double_value(&[]);
+    let kept = Vec::<f64>::try_from(&lam)?.iter().filter(|&&v| v > 1e-10 * lam_max).count() as i64;
+    if kept < k || lam_max <= 0.0 {
+        return Ok(None);
+    }
+    // Eigenvalues ascend: the last `kept` columns.
+    let lam = lam.f_narrow(0, l - kept, kept)?;
+    let basis = e.f_narrow(1, l - kept, kept)? * lam.f_rsqrt()?.f_view([1, kept])?;
+    let b = basis.f_transpose(0, 1)?.f_mm(&c)?;
+    let (ub, s, v) = b.f_svd(true, true)?;
+    let s = s.f_narrow(0, 0, k)?;
+    let m = w.f_mm(&basis.f_mm(&ub.f_narrow(1, 0, k)?)?)? * s.f_view([1, k])?;
+    Ok(Some((m.f_contiguous()?, s, v.f_narrow(1, 0, k)?)))
+}
+
+/// ZᵀZ, then the components by [`randomized_from_gram`] or, for
+/// [`Method::Exact`], by its eigendecomposition: (M, S, V) with Z·M the
+/// scores (M = V for the exact PCA), or None to take the sparse path.
+#[allow(clippy::too_many_arguments)]
+fn gram_components<R: Rows>(
+    x: &R,
+    center: &[f64],
+    w: &[f64],
+    l: i64,
+    k: i64,
+    seed: u64,
+    threads: usize,
+    method: Method,
+    pool: &rayon::ThreadPool,
+) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    let gram = pool.install(|| gram_matrix(x, center, w, threads))?;
+    if method != Method::Exact {
+        return randomized_from_gram(&gram, l, k, seed);
+    }
+    let (vals, vecs) = top_eigenpairs(&gram, k)?;
+    // Eigenvalues of ZᵀZ are the squared singular values of Z; rounding can
+    // leave a zero one slightly negative.
+    Ok(Some((vecs.shallow_clone(), vals.f_clamp_min(0.0)?.f_sqrt()?, vecs)))
+}
+
+/// ZᵀZ for Z = (X − 1·μᵀ)·diag(w), as a g × g double tensor (both
+/// triangles). XᵀX is accumulated from the sparse rows, upper triangle only:
+/// each row adds the products of its stored entries pairwise. The threads
+/// own disjoint ranges of rows of XᵀX (split so that each holds about the
+/// same share of the triangle) and every one reads all spots, so each entry
+/// is summed over the spots in spot order whatever the thread count: the
+/// result is the same bits for every thread count, with no reduction. Then
+/// ZᵀZ = W·(XᵀX − n·μμᵀ)·W.
+///
+/// Accuracy: forming ZᵀZ squares Z's condition number, and the centring
+/// subtracts n·μμᵀ from the uncentred products (a relative loss of about
+/// μ²/σ² of a gene, small for count-like data, whose sd is of the order of
+/// its mean or larger). In double precision the error of an eigenvalue is
+/// then ~1e-16 × ‖ZᵀZ‖ (× that ratio), far below the components a PCA of
+/// z-scored genes keeps (the k-th of 200 eigenvalues is ~1e-3 of the
+/// largest on DLPFC), and the scores are computed from Z itself, not from
+/// the Gram matrix. The tests compare it with the dense SVD of Z.
+fn gram_matrix<R: Rows>(x: &R, center: &[f64], w: &[f64], threads: usize) -> Result<Tensor> {
+    let (n, g) = (x.n_rows(), x.n_cols());
+    let mut gram = Tensor::f_zeros([g as i64, g as i64], (Kind::Double, Device::Cpu))?;
+    let out = host_slice_mut(&mut gram)?;
+    // Rows [0, j) of the upper triangle hold 1 − (1 − j/g)² of it.
+    let parts = threads.max(1).min(g);
+    let bounds: Vec<usize> =
+        (0..=parts).map(|p| ((1.0 - (1.0 - p as f64 / parts as f64).sqrt()) * g as f64).round() as usize).collect();
+    let sums = {
+        let mut ranges = Vec::with_capacity(parts);
+        let mut rest = &mut out[..];
+        for p in 0..parts {
+            let (a, b) = (bounds[p], bounds[p + 1].clamp(bounds[p], g));
+            let (head, tail) = rest.split_at_mut((b - a) * g);
+            ranges.push((a, b, head));
+            rest = tail;
+        }
+        let sums: Vec<Vec<f64>> = ranges.into_par_iter().map(|(a, b, rows)| gram_rows(x, a, b, rows)).collect();
+        sums.concat()
+    };
+    // (X − 1μᵀ)ᵀ(X − 1μᵀ) = XᵀX − μsᵀ − sμᵀ + n·μμᵀ with s = Xᵀ1 (for μ the
+    // column means, XᵀX − n·μμᵀ; `center` may be any vector, as for the
+    // randomized path).
+    let (n, mu) = (n as f64, center);
+    for a in 0..g {
+        for b in a..g {
+            let v = (out[a * g + b] - mu[a] * sums[b] - sums[a] * mu[b] + n * mu[a] * mu[b]) * w[a] * w[b];
+            out[a * g + b] = v;
+            out[b * g + a] = v;
+        }
+    }
+    Ok(gram)
+}
+
+/// Spots per block of the Gram accumulation: their rows (≈ 2 MB at 100
+/// entries a spot) are re-read once per gene they hold.
+const GRAM_BLOCK: usize = 2048;
+
+/// Rows [a, b) of the upper triangle of XᵀX (row-major, `rows` holds rows
+/// a..b, g columns each) and the column sums of X for genes a..b, summed
+/// over all spots in spot order.
+///
+/// A block of spots at a time, gene by gene: row `jp` of XᵀX receives
+/// v_jp·(the entries from jp on) of every spot of the block that holds jp,
+/// so that row (16 KB at 2000 genes) stays in the L1 cache while it is
+/// updated. Row by row instead, each pair of a spot's entries lands on
+/// another row of the g × g matrix, a cache miss per update (twice the
+/// time at a million spots). Within a gene the spots come in spot order,
+/// so each entry is still summed in spot order.
+fn gram_rows<R: Rows>(x: &R, a: usize, b: usize, rows: &mut [f64]) -> Vec<f64> {
+    let (n, g) = (x.n_rows(), x.n_cols());
+    let mut sums = vec![0.0; b - a];
+    let mut buf = RowBuf::default();
+    // The block's rows, concatenated, and where each starts.
+    let (mut cols, mut vals, mut start) = (Vec::<i32>::new(), Vec::<f64>::new(), Vec::<usize>::new());
+    // Per gene of [a, b): the positions (into cols/vals) of its entries and
+    // the ends of their spots' rows, in spot order (a counting sort: counts,
+    // offsets, fill). A block holds at most GRAM_BLOCK × g < 2³² entries.
+    let mut offset = vec![0usize; b - a + 1];
+    let mut slots = Vec::<(u32, u32)>::new();
+    for first in (0..n).step_by(GRAM_BLOCK) {
+        cols.clear();
+        vals.clear();
+        start.clear();
+        offset.iter_mut().for_each(|o| *o = 0);
+        for i in first..(first + GRAM_BLOCK).min(n) {
+            let (js, vs) = x.row_into(i, &mut buf);
+            start.push(cols.len());
+            cols.extend_from_slice(js);
+            vals.extend_from_slice(vs);
+        }
+        start.push(cols.len());
+        for &j in &cols {
+            let j = j as usize;
+            if (a..b).contains(&j) {
+                offset[j - a + 1] += 1;
+            }
+        }
+        for t in 0..b - a {
+            offset[t + 1] += offset[t];
+        }
+        slots.resize(offset[b - a], (0, 0));
+        let mut next = offset.clone();
+        for r in 0..start.len() - 1 {
+            for pos in start[r]..start[r + 1] {
+                let j = cols[pos] as usize;
+                if (a..b).contains(&j) {
+                    slots[next[j - a]] = (pos as u32, start[r + 1] as u32);
+                    next[j - a] += 1;
+                }
+            }
+        }
+        for t in 0..b - a {
+            let row = &mut rows[t * g..(t + 1) * g];
+            for &(pos, end) in &slots[offset[t]..offset[t + 1]] {
+                let (pos, end) = (pos as usize, end as usize);
+                let vp = vals[pos];
+                sums[t] += vp;
+                // The rest of the spot's row, from this gene on.
+                for (&jq, &vq) in cols[pos..end].iter().zip(&vals[pos..end]) {
+                    row[jq as usize] += vp * vq;
+                }
+            }
+        }
+    }
+    sums
+}
+
+/// The `k` largest eigenvalues (decreasing) of a symmetric matrix and their
+/// eigenvectors (g × k, contiguous), by libtorch's `linalg_eigh` (LAPACK's
+/// divide and conquer; single-threaded here, as the other factorisations).
+fn top_eigenpairs(sym: &Tensor, k: i64) -> Result<(Tensor, Tensor)> {
+    let g = sym.size()[0];
+    let (vals, vecs) = sym.f_linalg_eigh("U")?;
+    let vals = vals.f_narrow(0, g - k, k)?.f_flip([0])?;
+    let vecs = vecs.f_narrow(1, g - k, k)?.f_flip([1])?.f_contiguous()?;
+    Ok((vals, vecs))
+}
+
 /// PCA of Z = (X − 1·μᵀ)·diag(1/σ) to `k` components without forming Z, for
 /// a sparse n × g matrix X (spots × genes) given as CSR (`indptr` n + 1,
 /// `indices` gene ids, `values`) — exactly the slots of R's dgCMatrix of
@@ -450,7 +759,10 @@ fn host_slice_mut(t: &mut Tensor) -> Result<&mut [f64]> {
 /// convention and the output are those of [`pca`], so both agree on the same
 /// Z. On the CPU the sparse products are rayon kernels on the borrowed slots
 /// (no copy of X; deterministic for every thread count); on CUDA they are
-/// libtorch sparse CSR products (cuSPARSE).
+/// libtorch sparse CSR products (cuSPARSE). On the CPU, `method` ([`Method`])
+/// may run the same randomized SVD through ZᵀZ ([`gram_matrix`]), which
+/// [`Method::Auto`] does where it is cheaper ([`gram_is_cheaper`]), or
+/// compute the exact PCA from ZᵀZ ([`Method::Exact`]).
 #[allow(clippy::too_many_arguments)]
 pub fn pca_sparse(
     indptr: &[i32],
@@ -464,8 +776,9 @@ pub fn pca_sparse(
     seed: u64,
     threads: usize,
     device: Device,
+    method: Method,
 ) -> Result<Pca> {
-    sparse_impl(indptr, indices, values, n, g, center, scale, k, seed, threads, device, device != Device::Cpu)
+    sparse_impl(indptr, indices, values, n, g, center, scale, k, seed, threads, device, device != Device::Cpu, method)
 }
 
 /// [`pca_sparse`] with the choice of sparse products explicit (libtorch CSR
@@ -484,11 +797,12 @@ fn sparse_impl(
     threads: usize,
     device: Device,
     torch_sparse: bool,
+    method: Method,
 ) -> Result<Pca> {
     // The sizes and k are checked in pca_rows; the structure here.
     let x = Csr { indptr, indices, values, n, g };
     x.check()?;
-    pca_rows(&x, center, scale, k, seed, threads, device, torch_sparse)
+    pca_rows(&x, center, scale, k, seed, threads, device, torch_sparse, method)
 }
 
 /// [`pca_sparse`] of any [`Rows`] (checked by the caller: columns in range
@@ -503,6 +817,7 @@ pub(crate) fn pca_rows<R: Rows>(
     threads: usize,
     device: Device,
     torch_sparse: bool,
+    method: Method,
 ) -> Result<Pca> {
     let (n, g) = (x.n_rows(), x.n_cols());
     if n < 2 || g < 1 {
@@ -535,9 +850,9 @@ pub(crate) fn pca_rows<R: Rows>(
         .map_err(|e| SedrError::Internal(format!("thread pool: {e}")))?;
     let (n_i, g_i, k_i) = (n as i64, g as i64, k as i64);
     // w = 1/σ (0 for constant genes), c = μ·w; both g × 1 columns.
-    let w: Vec<f64> = scale.iter().map(|&s| if s > 0.0 { 1.0 / s } else { 0.0 }).collect();
-    let c: Vec<f64> = center.iter().zip(&w).map(|(m, w)| m * w).collect();
-    let w = Tensor::from_slice(&w).f_view([g_i, 1])?.f_to_device(device)?;
+    let wv: Vec<f64> = scale.iter().map(|&s| if s > 0.0 { 1.0 / s } else { 0.0 }).collect();
+    let c: Vec<f64> = center.iter().zip(&wv).map(|(m, w)| m * w).collect();
+    let w = Tensor::from_slice(&wv).f_view([g_i, 1])?.f_to_device(device)?;
     let c = Tensor::from_slice(&c).f_view([g_i, 1])?.f_to_device(device)?;
     let ct = c.f_transpose(0, 1)?;
     let l = (k_i + OVERSAMPLE).min(n_i.min(g_i));
@@ -554,18 +869,15 @@ pub(crate) fn pca_rows<R: Rows>(
         let z = Tensor::from_slice(&dense).f_view([n_i, g_i])?.f_to_device(device)?;
         drop(dense);
         exact_svd(&(z * w.f_view([1, g_i])? - &ct))?
+    } else if let Some((m, s, v)) = match !torch_sparse && device == Device::Cpu && method.use_gram(x, k, &pool) {
+        true => gram_components(x, center, &wv, l, k_i, seed, threads, method, &pool)?,
+        false => None,
+    } {
+        let scores = sparse_mul(x, &m, &w, &ct, &pool)?;
+        return finish_scores(scores, s, v);
     } else if !torch_sparse && device == Device::Cpu {
         let lu = l as usize;
-        let mul = |m: &Tensor| -> Result<Tensor> {
-            let mw = (m * &w).f_contiguous()?;
-            let mut out = Tensor::f_zeros([n_i, l], (Kind::Double, Device::Cpu))?;
-            {
-                let (mw_s, out_s) = (host_slice(&mw)?, host_slice_mut(&mut out)?);
-                pool.install(|| mul_into(x, mw_s, lu, out_s));
-            }
-            let _ = out.f_sub_(&ct.f_mm(m)?)?;
-            Ok(out)
-        };
+        let mul = |m: &Tensor| sparse_mul(x, m, &w, &ct, &pool);
         let tmul = |q: &Tensor| -> Result<Tensor> {
             let qc = if dense_layout(q).is_some() { q.shallow_clone() } else { q.f_contiguous()? };
             let (qs, rs, cs) = strided_host_slice(&qc)?;
@@ -678,7 +990,7 @@ mod tests {
         let density = x.len() as f64 / (n * g) as f64;
         assert!(density > 0.02 && density < 0.1, "density {density}");
         let dense = pca(&z, n, g, k, 5, 1, Device::Cpu).unwrap();
-        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu).unwrap();
+        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu, Method::Sparse).unwrap();
         assert_eq!(sparse.scores.len(), n * k);
         assert_eq!(sparse.loadings.len(), g * k);
         assert_same(&sparse, &dense);
@@ -690,13 +1002,132 @@ mod tests {
         }
         // The same with 2 threads; the same bits when repeated; and the same
         // with libtorch's sparse CSR products (the CUDA path) on the CPU.
-        let two = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu).unwrap();
+        let two = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, Method::Sparse).unwrap();
         assert_same(&two, &dense);
         assert!(two.scores == sparse.scores && two.sdev == sparse.sdev && two.loadings == sparse.loadings);
-        let again = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu).unwrap();
+        let again = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, Method::Sparse).unwrap();
         assert!(again.scores == two.scores && again.sdev == two.sdev && again.loadings == two.loadings);
-        let torch = sparse_impl(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, true).unwrap();
+        let torch = sparse_impl(&p, &i, &x, n, g, &center, &scale, k, 5, 2, Device::Cpu, true, Method::Sparse).unwrap();
         assert_same(&torch, &dense);
+        // The same randomized SVD through ZᵀZ: the same components, and the
+        // same bits for every thread count.
+        let gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu, Method::Gram).unwrap();
+        assert_same(&gram, &dense);
+        for threads in [2, 3] {
+            let t = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, threads, Device::Cpu, Method::Gram).unwrap();
+            assert!(t.scores == gram.scores && t.sdev == gram.sdev && t.loadings == gram.loadings, "{threads} threads");
+        }
+        for c in 0..k {
+            assert!(gram.loadings[c * g].abs() < 1e-12 && gram.loadings[c * g + 1].abs() < 1e-12);
+        }
+    }
+
+    /// The exact PCA of a dense n × g matrix `z` (column-major), without
+    /// centring it, in [`finish`]'s sign convention and layout.
+    fn dense_svd(z: &[f64], n: usize, g: usize, k: usize) -> Pca {
+        let t = Tensor::from_slice(z).view([g as i64, n as i64]).transpose(0, 1);
+        let (u, s, v) = t.svd(true, true);
+        finish(u, s, v, k as i64).unwrap()
+    }
+
+    #[test]
+    fn exact_matches_dense_svd() {
+        // More spots than one kernel block, genes with the constant ones.
+        let (n, g, k) = (4500, 40, 8);
+        let (p, i, x, center, scale, z) = random_sparse(n, g, 0.02, 21);
+        let want = dense_svd(&z, n, g, k);
+        let gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu, Method::Exact).unwrap();
+        assert_same(&gram, &want);
+        // The scores are centred; the constant genes load exactly nothing.
+        for c in 0..k {
+            assert!(gram.loadings[c * g] == 0.0 && gram.loadings[c * g + 1] == 0.0);
+            let m: f64 = gram.scores[c * n..(c + 1) * n].iter().sum::<f64>() / n as f64;
+            assert!(m.abs() < 1e-9, "mean score {m}");
+        }
+        // The same bits for every thread count (and more threads than some
+        // ranges of genes hold rows), and when repeated.
+        for threads in [2, 3, 7] {
+            let t = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, threads, Device::Cpu, Method::Exact).unwrap();
+            assert!(t.scores == gram.scores && t.sdev == gram.sdev && t.loadings == gram.loadings, "{threads} threads");
+        }
+        let again = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 5, 1, Device::Cpu, Method::Exact).unwrap();
+        assert!(again.scores == gram.scores && again.sdev == gram.sdev && again.loadings == gram.loadings);
+        // A centre that is not the mean: the components of (X − 1μᵀ)W as
+        // given, as on the randomized path.
+        let shifted: Vec<f64> = center.iter().map(|m| m + 0.7).collect();
+        let mut zs = z.clone();
+        for j in 0..g {
+            let shift = if scale[j] > 0.0 { 0.7 / scale[j] } else { 0.0 };
+            zs[j * n..(j + 1) * n].iter_mut().for_each(|v| *v -= shift);
+        }
+        let off = pca_sparse(&p, &i, &x, n, g, &shifted, &scale, k, 5, 2, Device::Cpu, Method::Exact).unwrap();
+        assert_same(&off, &dense_svd(&zs, n, g, k));
+    }
+
+    #[test]
+    fn exact_keeps_every_component_and_agrees_with_the_randomized_svd() {
+        // k = g − 12: every component but the last few (two are the
+        // constant genes' zero ones); the randomized SVD, with l = k + 10 <
+        // g, is then close to exact as well.
+        let (n, g, k) = (600, 60, 48);
+        let (p, i, x, center, scale, z) = random_sparse(n, g, 0.03, 5);
+        let want = dense_svd(&z, n, g, k);
+        let gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 9, 1, Device::Cpu, Method::Exact).unwrap();
+        assert_same(&gram, &want);
+        let rand = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 9, 1, Device::Cpu, Method::Sparse).unwrap();
+        for (a, b) in rand.sdev.iter().zip(&gram.sdev) {
+            assert!((a - b).abs() < 1e-3 * b, "sdev {a} vs {b}");
+        }
+        // The randomized SVD through ZᵀZ is the sparse path's, to rounding.
+        let via_gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 9, 1, Device::Cpu, Method::Gram).unwrap();
+        assert_same(&via_gram, &rand);
+    }
+
+    #[test]
+    fn gram_handles_rank_deficient_data() {
+        // 8 genes repeated 4 times (32 columns, rank ≤ 6: two of the 8 are
+        // constant), so Y = Z·W has fewer independent columns than k + 10.
+        let (n, g0, copies) = (300, 8, 4);
+        let (p0, i0, x0, c0, s0, _) = random_sparse(n, g0, 0.05, 3);
+        let (mut p, mut i, mut x) = (vec![0i32], vec![], vec![]);
+        for r in 0..n {
+            let (a, b) = (p0[r] as usize, p0[r + 1] as usize);
+            for c in 0..copies {
+                i.extend(i0[a..b].iter().map(|&j| j + (c * g0) as i32));
+                x.extend_from_slice(&x0[a..b]);
+            }
+            p.push(i.len() as i32);
+        }
+        let g = g0 * copies;
+        let (center, scale) = (c0.repeat(copies), s0.repeat(copies));
+        // k = 3 ≤ rank: the Gram path keeps the basis's independent part.
+        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, 3, 4, 1, Device::Cpu, Method::Sparse).unwrap();
+        let gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, 3, 4, 1, Device::Cpu, Method::Gram).unwrap();
+        assert_same(&gram, &sparse);
+        assert!(gram.scores != sparse.scores, "the Gram path was taken (other rounding)");
+        // k = 8 > rank: the Gram path hands over to the sparse products.
+        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, 8, 4, 1, Device::Cpu, Method::Sparse).unwrap();
+        let gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, 8, 4, 1, Device::Cpu, Method::Gram).unwrap();
+        assert!(gram.scores == sparse.scores && gram.sdev == sparse.sdev && gram.loadings == sparse.loadings);
+        assert!(gram.sdev[6] < 1e-8 * gram.sdev[0]);
+    }
+
+    #[test]
+    fn cost_model_picks_gram_for_many_spots_and_few_genes() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        // Many spots, few genes: the products dominate the randomized SVD.
+        let (p, i, x, ..) = random_sparse(20000, 40, 0.01, 2);
+        let tall = Csr { indptr: &p, indices: &i, values: &x, n: 20000, g: 40 };
+        assert!(Method::Auto.use_gram(&tall, 10, &pool));
+        assert!(!Method::Sparse.use_gram(&tall, 10, &pool));
+        // Few spots, many genes: the g × g eigendecomposition dominates.
+        let (p, i, x, ..) = random_sparse(300, 1500, 0.01, 2);
+        let wide = Csr { indptr: &p, indices: &i, values: &x, n: 300, g: 1500 };
+        assert!(!Method::Auto.use_gram(&wide, 20, &pool));
+        assert!(Method::Gram.use_gram(&wide, 20, &pool) && Method::Exact.use_gram(&wide, 20, &pool));
+        assert_eq!(Method::parse("gram").unwrap(), Method::Gram);
+        assert_eq!(Method::parse("exact").unwrap(), Method::Exact);
+        assert!(Method::parse("randomized").is_err());
     }
 
     #[test]
@@ -705,7 +1136,7 @@ mod tests {
         let (n, g, k) = (200, 15, 6);
         let (p, i, x, center, scale, z) = random_sparse(n, g, 0.03, 11);
         let dense = pca(&z, n, g, k, 3, 1, Device::Cpu).unwrap();
-        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 3, 1, Device::Cpu).unwrap();
+        let sparse = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 3, 1, Device::Cpu, Method::Auto).unwrap();
         assert_same(&sparse, &dense);
     }
 
@@ -713,14 +1144,14 @@ mod tests {
     fn sparse_rejects_bad_input() {
         let (p, i, x) = (vec![0, 1, 2], vec![0, 1], vec![1.0, 2.0]);
         let (c, s) = (vec![0.5, 1.0], vec![1.0, 1.0]);
-        assert!(pca_sparse(&p, &i, &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu).is_ok());
-        assert!(pca_sparse(&p, &i, &x, 2, 2, &c, &s, 3, 1, 1, Device::Cpu).is_err()); // k too large
-        assert!(pca_sparse(&[0, 1], &i, &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu).is_err()); // pointers
-        assert!(pca_sparse(&p, &[0, 2], &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu).is_err()); // index range
-        assert!(pca_sparse(&[0, 2, 2], &[1, 0], &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu).is_err()); // unsorted
-        assert!(pca_sparse(&p, &i, &[1.0, f64::NAN], 2, 2, &c, &s, 1, 1, 1, Device::Cpu).is_err());
-        assert!(pca_sparse(&p, &i, &x, 2, 2, &c, &[1.0, -1.0], 1, 1, 1, Device::Cpu).is_err());
-        assert!(pca_sparse(&p, &i, &x, 2, 2, &[0.5], &s, 1, 1, 1, Device::Cpu).is_err());
+        assert!(pca_sparse(&p, &i, &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu, Method::Auto).is_ok());
+        assert!(pca_sparse(&p, &i, &x, 2, 2, &c, &s, 3, 1, 1, Device::Cpu, Method::Auto).is_err()); // k too large
+        assert!(pca_sparse(&[0, 1], &i, &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu, Method::Auto).is_err()); // pointers
+        assert!(pca_sparse(&p, &[0, 2], &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu, Method::Auto).is_err()); // index range
+        assert!(pca_sparse(&[0, 2, 2], &[1, 0], &x, 2, 2, &c, &s, 1, 1, 1, Device::Cpu, Method::Auto).is_err()); // unsorted
+        assert!(pca_sparse(&p, &i, &[1.0, f64::NAN], 2, 2, &c, &s, 1, 1, 1, Device::Cpu, Method::Auto).is_err());
+        assert!(pca_sparse(&p, &i, &x, 2, 2, &c, &[1.0, -1.0], 1, 1, 1, Device::Cpu, Method::Auto).is_err());
+        assert!(pca_sparse(&p, &i, &x, 2, 2, &[0.5], &s, 1, 1, 1, Device::Cpu, Method::Auto).is_err());
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use crate::device::with_pool;
 use crate::error::{Result, SedrError};
-use crate::pca::{pca_rows, Csr, Pca, RowBuf, Rows};
+use crate::pca::{pca_rows, Csr, Method, Pca, RowBuf, Rows};
 use rayon::prelude::*;
 use tch::Device;
 
@@ -250,6 +250,9 @@ impl Rows for NormRows<'_> {
         }
         (&buf.cols, &buf.vals)
     }
+    fn row_len(&self, i: usize, _buf: &mut RowBuf) -> usize {
+        self.x.row(i).0.iter().filter(|&&j| self.newid[j as usize] >= 0).count()
+    }
 }
 
 /// Per-gene mean and unbiased sd from the stored entries (two passes: the
@@ -301,12 +304,22 @@ pub struct RecipePca {
 /// never stored ([`NormRows`]): at a million spots and 2000 genes a copy
 /// would hold as much as the counts (1.2 GB).
 #[allow(clippy::too_many_arguments)]
-pub fn recipe_pca(x: &Csr, selected: &[usize], totals: &[f64], how: Normalize, k: usize, seed: u64, threads: usize, device: Device) -> Result<RecipePca> {
+pub fn recipe_pca(
+    x: &Csr,
+    selected: &[usize],
+    totals: &[f64],
+    how: Normalize,
+    k: usize,
+    seed: u64,
+    threads: usize,
+    device: Device,
+    method: Method,
+) -> Result<RecipePca> {
     let threads = threads.max(1);
     let norm = NormRows::new(x, selected, totals, how)?;
     let moments = with_pool(threads, || gene_moments(&norm, threads))??;
     let scale: Vec<f64> = moments.scale.iter().zip(&moments.constant).map(|(&s, &c)| if c { 0.0 } else { s }).collect();
-    let pca = pca_rows(&norm, &moments.center, &scale, k, seed, threads, device, device != Device::Cpu)?;
+    let pca = pca_rows(&norm, &moments.center, &scale, k, seed, threads, device, device != Device::Cpu, method)?;
     Ok(RecipePca { moments, pca })
 }
 
@@ -474,8 +487,8 @@ mod tests {
         let keep = vec![true; g];
         let totals = spot_totals(&x.view(), &keep);
         let sel = [1usize, 4, 5, 7, 8, 10, 11];
-        let r1 = recipe_pca(&x.view(), &sel, &totals, Normalize::Cpm, 2, 9, 1, Device::Cpu).unwrap();
-        let r2 = recipe_pca(&x.view(), &sel, &totals, Normalize::Cpm, 2, 9, 2, Device::Cpu).unwrap();
+        let r1 = recipe_pca(&x.view(), &sel, &totals, Normalize::Cpm, 2, 9, 1, Device::Cpu, Method::Auto).unwrap();
+        let r2 = recipe_pca(&x.view(), &sel, &totals, Normalize::Cpm, 2, 9, 2, Device::Cpu, Method::Auto).unwrap();
         // The same bits for any thread count.
         assert_eq!(r1.moments, r2.moments);
         assert_eq!(r1.pca.scores, r2.pca.scores);
@@ -483,7 +496,7 @@ mod tests {
         let norm = select_normalized(&x.view(), &sel, &totals, Normalize::Cpm).unwrap();
         let m = gene_moments(&norm.view(), 1).unwrap();
         let scale: Vec<f64> = m.scale.iter().zip(&m.constant).map(|(&s, &c)| if c { 0.0 } else { s }).collect();
-        let direct = pca_sparse(&norm.indptr, &norm.indices, &norm.values, n, sel.len(), &m.center, &scale, 2, 9, 1, Device::Cpu).unwrap();
+        let direct = pca_sparse(&norm.indptr, &norm.indices, &norm.values, n, sel.len(), &m.center, &scale, 2, 9, 1, Device::Cpu, Method::Auto).unwrap();
         assert_eq!(r1.moments, m);
         assert_eq!(r1.pca.scores, direct.scores);
         assert_eq!(r1.pca.sdev, direct.sdev);
