@@ -447,18 +447,14 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   soft_rounds <- NA_integer_
   if (integrate == "soft" && mixes) {
     t0 <- tic()
-    # Soft clustering aligns the sections cluster by cluster; an MNN pass
-    # on the aligned embedding (where the pairs now join like spots) then
-    # corrects what a per-cluster shift cannot (bench/README.md).
-    mixed <- soft_correct(emb, group_int, seed = seed)
+    mixed <- soft_mix(emb, group_int, graph, seed = seed)
+    emb[] <- mixed$x
     soft_rounds <- mixed$rounds
-    local <- correct_sections(mixed$x, group_int, graph, dims = ncol(emb), smooth = 0L)
-    emb[] <- local$x
-    n_pairs <- local$pairs
+    n_pairs <- mixed$pairs
     timings["mixing"] <- tic() - t0
     say("Mixing: embedding corrected by soft clustering (%d clusters, %d rounds), then by %d mutual-nearest-neighbour pairs.",
         mixed$clusters, mixed$rounds, n_pairs)
-    rm(mixed, local)
+    rm(mixed)
   }
   if (!is.null(fit$q)) dimnames(fit$q) <- list(spots, paste0("DEC_", seq_len(ncol(fit$q))))
   denoised <- NULL
