@@ -59,6 +59,8 @@ variants_all <- list(
   mnn3_k10 = function(e, g, gr, s) soft_then_mnn(e, g, gr, s, passes = 3L, k = 10L),
   mnn_s05 = function(e, g, gr, s) soft_then_mnn(e, g, gr, s, sigma.mnn = 0.05),
   mnn2_s05 = function(e, g, gr, s) soft_then_mnn(e, g, gr, s, passes = 2L, sigma.mnn = 0.05),
+  mnn2_s05_sm1 = function(e, g, gr, s) soft_then_mnn(e, g, gr, s, passes = 2L, sigma.mnn = 0.05, smooth = 1L),
+  mnn_s05_sm1 = function(e, g, gr, s) soft_then_mnn(e, g, gr, s, sigma.mnn = 0.05, smooth = 1L),
   mnn_only = function(e, g, gr, s) {
     SEDR:::correct_sections(SEDR:::center_by_section(e, g), g, gr, dims = ncol(e), smooth = 1L)$x
   }
@@ -130,9 +132,9 @@ soft_default <- function(e, g, s) {
   if (is.null(soft_cache[[key]])) soft_cache[[key]] <- SEDR:::soft_correct(e, g, seed = s)$x
   soft_cache[[key]]
 }
-soft_then_mnn <- function(e, g, gr, s, passes = 1L, k = 20L, sigma.mnn = 0.1, ...) {
+soft_then_mnn <- function(e, g, gr, s, passes = 1L, k = 20L, sigma.mnn = 0.1, smooth = 0L, ...) {
   x <- if (...length()) SEDR:::soft_correct(e, g, seed = s, ...)$x else soft_default(e, g, s)
-  for (p in seq_len(passes)) x <- SEDR:::correct_sections(x, g, gr, k = k, dims = ncol(e), sigma = sigma.mnn, smooth = 0L)$x
+  for (p in seq_len(passes)) x <- SEDR:::correct_sections(x, g, gr, k = k, dims = ncol(e), sigma = sigma.mnn, smooth = smooth)$x
   x
 }
 variants <- strsplit(Sys.getenv("SEDR_VARIANTS", paste(names(variants_all), collapse = ",")), ",")[[1]]
