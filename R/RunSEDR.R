@@ -120,16 +120,18 @@ RunSEDR <- function(object, ...) {
 #'   sections, iterated; the SEDR authors' recipe is Harmony on the SEDR
 #'   embedding), written in this package, so no other package is needed,
 #'   followed by one mutual-nearest-neighbour pass on the corrected
-#'   embedding. Either way one [SEDRClusters()] call can find the same
-#'   domain in every section. On DLPFC 151673 + 151510 (two donors, 10
-#'   seeds) `"soft"` mixes the sections (median iLISI 1.00 to 1.54) and keeps
-#'   the layers apart (cLISI 1.12), with joint-domain ARIs (0.49 / 0.49) at
-#'   or above each section's single-section ARI; `"mnn"` mixes less (1.38)
-#'   and blurs the layers more (cLISI 1.20). On simulated sections with a
-#'   batch shift both raise the joint-domain ARI from near 0 to above 0.9;
-#'   there `"mnn"` mixes more (iLISI 1.92 against 1.74 for a pair). Neither
-#'   is the default, because the joint-domain ARI of 151673 drops (0.52 to
-#'   0.49 with `"soft"`, 0.39 with `"mnn"`). `"soft"` costs about 25 s on
+#'   embedding with a narrow kernel (which aligns what a per-cluster shift
+#'   cannot: each section's own spread within a domain). Either way one
+#'   [SEDRClusters()] call can find the same domain in every section. Over
+#'   10 seeds `"soft"` meets the mixing targets on DLPFC 151673 + 151510 (two
+#'   donors: median iLISI 1.00 to 1.60, cLISI 1.14, joint-domain ARIs
+#'   0.49 / 0.49 against single-section 0.47 / 0.45) and on simulated
+#'   sections with a batch shift (iLISI 1.81 for a pair, 1.94 of 3 for a
+#'   triple, median joint-domain ARI above 0.9 in every section); `"mnn"` mixes the
+#'   simulated sections more but the two donors less (1.38) and blurs the
+#'   layers (cLISI 1.20). Neither is the default, because the joint-domain
+#'   ARI of 151673 drops (median 0.51 to 0.49 with `"soft"`, 0.40 with
+#'   `"mnn"`) while that of 151510 rises. `"soft"` costs about 20 s on
 #'   8,000 spots. Ignored without `group.by` and in imputation mode.
 #'   Measured in `bench/README.md` ("Integration").
 #' @param mode `"clustering"` (default) or `"imputation"` (denoising).
