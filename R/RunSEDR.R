@@ -120,16 +120,18 @@ RunSEDR <- function(object, ...) {
 #'   sections, iterated; the SEDR authors' recipe is Harmony on the SEDR
 #'   embedding), written in this package, so no other package is needed,
 #'   followed by one mutual-nearest-neighbour pass on the corrected
-#'   embedding. Either way one [SEDRClusters()] call can find the same
-#'   domain in every section. On DLPFC 151673 + 151510 (two donors, 10
-#'   seeds) `"soft"` mixes the sections (median iLISI 1.00 to 1.54) and keeps
-#'   the layers apart (cLISI 1.12), with joint-domain ARIs (0.49 / 0.49) at
-#'   or above each section's single-section ARI; `"mnn"` mixes less (1.38)
-#'   and blurs the layers more (cLISI 1.20). On simulated sections with a
-#'   batch shift both raise the joint-domain ARI from near 0 to above 0.9;
-#'   there `"mnn"` mixes more (iLISI 1.92 against 1.74 for a pair). Neither
-#'   is the default, because the joint-domain ARI of 151673 drops (0.52 to
-#'   0.49 with `"soft"`, 0.39 with `"mnn"`). `"soft"` costs about 25 s on
+#'   embedding with a narrow kernel (which aligns what a per-cluster shift
+#'   cannot: each section's own spread within a domain). Either way one
+#'   [SEDRClusters()] call can find the same domain in every section. Over
+#'   10 seeds `"soft"` meets the mixing targets on DLPFC 151673 + 151510 (two
+#'   donors: median iLISI 1.00 to 1.60, cLISI 1.14, joint-domain ARIs
+#'   0.49 / 0.49 against single-section 0.47 / 0.45) and on simulated
+#'   sections with a batch shift (iLISI 1.81 for a pair, 1.94 of 3 for a
+#'   triple, median joint-domain ARI above 0.9 in every section); `"mnn"` mixes the
+#'   simulated sections more but the two donors less (1.38) and blurs the
+#'   layers (cLISI 1.20). Neither is the default, because the joint-domain
+#'   ARI of 151673 drops (median 0.51 to 0.49 with `"soft"`, 0.40 with
+#'   `"mnn"`) while that of 151510 rises. `"soft"` costs about 20 s on
 #'   8,000 spots. Ignored without `group.by` and in imputation mode.
 #'   Measured in `bench/README.md` ("Integration").
 #' @param mode `"clustering"` (default) or `"imputation"` (denoising).
@@ -447,18 +449,14 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   soft_rounds <- NA_integer_
   if (integrate == "soft" && mixes) {
     t0 <- tic()
-    # Soft clustering aligns the sections cluster by cluster; an MNN pass
-    # on the aligned embedding (where the pairs now join like spots) then
-    # corrects what a per-cluster shift cannot (bench/README.md).
-    mixed <- soft_correct(emb, group_int, seed = seed)
+    mixed <- soft_mix(emb, group_int, graph, seed = seed)
+    emb[] <- mixed$x
     soft_rounds <- mixed$rounds
-    local <- correct_sections(mixed$x, group_int, graph, dims = ncol(emb), smooth = 0L)
-    emb[] <- local$x
-    n_pairs <- local$pairs
+    n_pairs <- mixed$pairs
     timings["mixing"] <- tic() - t0
     say("Mixing: embedding corrected by soft clustering (%d clusters, %d rounds), then by %d mutual-nearest-neighbour pairs.",
         mixed$clusters, mixed$rounds, n_pairs)
-    rm(mixed, local)
+    rm(mixed)
   }
   if (!is.null(fit$q)) dimnames(fit$q) <- list(spots, paste0("DEC_", seq_len(ncol(fit$q))))
   denoised <- NULL

@@ -162,8 +162,11 @@ run_set <- function(name, d) {
   invisible(tab)
 }
 
-for (w in which_sets) {
-  d <- switch(w, dlpfc = load_dlpfc(), sim2 = load_sim(2), sim3 = load_sim(3))
-  if (is.null(d)) { cat("skip", w, ": data not found\n"); next }
-  run_set(w, d)
+# Sourced by bench/integration-screen.R for the loaders and score() only.
+if (!isTRUE(getOption("SEDR.bench.library"))) {
+  for (w in which_sets) {
+    d <- switch(w, dlpfc = load_dlpfc(), sim2 = load_sim(2), sim3 = load_sim(3))
+    if (is.null(d)) { cat("skip", w, ": data not found\n"); next }
+    run_set(w, d)
+  }
 }

@@ -125,6 +125,40 @@ test_that("the soft-clustering correction aligns a shifted section and leaves R'
   expect_identical(out$x, SEDR:::soft_correct(z, group_int, seed = 1L, n.clusters = 6L)$x)
 })
 
+test_that("the MNN pass after the soft correction mixes sections whose clusters have their own shapes", {
+  set.seed(3)
+  # Three clusters; within each, section 0 spreads along dimensions 1-3 and
+  # section 1 (shifted) along 4-6, so aligning the centres alone leaves each
+  # spot's neighbours mostly in its own section.
+  centres <- matrix(rnorm(3 * 6, sd = 4), 3)
+  lab <- rep(1:3, 60)
+  spread <- function(dims) {
+    m <- matrix(rnorm(180 * 6, sd = 0.1), 180)
+    m[, dims] <- m[, dims] * 2
+    m
+  }
+  z <- rbind(centres[lab, ] + spread(1:3), centres[lab, ] + spread(4:6) + 3)
+  group_int <- rep(0:1, each = 180)
+  graph <- Matrix::sparseMatrix(i = integer(), j = integer(), x = numeric(), dims = c(360, 360))
+  ilisi <- function(m) median(ComputeLISI(m, group_int, perplexity = 15)[[1]])
+  soft <- SEDR:::soft_correct(z, group_int, seed = 1L)$x
+  set.seed(99)
+  before <- .Random.seed
+  out <- SEDR:::soft_mix(z, group_int, graph, seed = 1L)
+  expect_identical(.Random.seed, before)
+  expect_gt(out$pairs, 0)
+  expect_gt(ilisi(out$x), ilisi(soft) + 0.3)
+  # A second pass finds the pairs that became mutual after the first.
+  expect_gt(ilisi(SEDR:::soft_mix(z, group_int, graph, seed = 1L, passes = 2L)$x), ilisi(out$x) + 0.1)
+  # No pass: the soft correction alone.
+  expect_identical(SEDR:::soft_mix(z, group_int, graph, seed = 1L, passes = 0L)$x, soft)
+  # The clusters stay apart.
+  d <- as.matrix(stats::dist(out$x))
+  diag(d) <- Inf
+  expect_gt(mean(rep(lab, 2)[apply(d, 1, which.min)] == rep(lab, 2)), 0.95)
+  expect_identical(out$x, SEDR:::soft_mix(z, group_int, graph, seed = 1L)$x)
+})
+
 test_that("RunSEDRHarmony runs Harmony on the SEDR reduction", {
   skip_if_not_installed("harmony")
   skip_if_not_installed("SeuratObject")
