@@ -139,7 +139,7 @@
 SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "louvain", "dec"),
                          reduction = "sedr", col.name = "sedr_clusters", seed.use = 2023,
                          mclust.init.size = NULL, smooth = 0, init.smooth = 0.5, refine = 1, refine.k = 18,
-                         coords = NULL, graph = NULL, verbose = TRUE, split.by = NULL, ...) {
+                         smooth.lambda = 0, smooth.k = 18, coords = NULL, graph = NULL, verbose = TRUE, split.by = NULL, ...) {
   check_dots(...)
   method <- match_choice(method, c("mclust", "leiden", "louvain", "dec"), "method")
   split.by <- split.by %||% cohort_split_by(object, reduction)
@@ -210,7 +210,15 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
     refine <- 0L
     if (verbose) cli::cli_inform("No spot coordinates stored with this embedding: domains not refined.")
   }
-  if (refine > 0) {
+  smooth.lambda <- check_smooth_lambda(smooth.lambda)
+  smooth.k <- check_count(smooth.k, "smooth.k", min = 1)
+  if (smooth.lambda > 0 && method == "dec") {
+    sedr_abort("applies to the embedding, which method = \"dec\" does not cluster; use 0.", arg = "smooth.lambda")
+  }
+  if (smooth.lambda > 0 && is.null(coords)) {
+    sedr_abort("needs the spots' coordinates: pass `coords`, or use the object RunSEDR() returned.", arg = "smooth.lambda")
+  }
+  if (refine > 0 || smooth.lambda > 0) {
     coords <- refine_coords(coords, rownames(emb), nrow(emb))
     sections <- refine_sections(sections, rownames(emb))
   }
@@ -220,6 +228,9 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
     sedr_abort("must be one number in [0, 1] (0: mclust's start on the embedding itself).", arg = "init.smooth")
   }
   if (smooth > 0 && method != "dec") emb <- smooth_embedding(emb, graph, smooth)
+  # The k-nearest-spot lists are shared by the feature smoothing and the vote.
+  neighbours <- memo_neighbours(coords, sections)
+  if (smooth.lambda > 0) emb <- blend_neighbour_mean(emb, neighbours(smooth.k), smooth.lambda)
   # The start of the EM only; without a graph (a plain matrix) there is none to use.
   init <- if (method == "mclust" && init.smooth > 0 && !is.null(graph)) {
     (1 - init.smooth) * emb + init.smooth * smooth_embedding(emb, graph, 1)
@@ -249,7 +260,7 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
   )
   labels <- factor(as.character(labels), levels = levels(labels))  # drops the fit's attributes
   names(labels) <- rownames(emb)
-  if (refine > 0) labels <- refine_labels(labels, refine_neighbours(coords, refine.k, sections), refine)
+  if (refine > 0) labels <- refine_labels(labels, neighbours(refine.k), refine)
   if (methods::is(object, "Seurat")) {
     object[[col.name]] <- labels
     # Set (or, after a fixed number, clear) directly: Misc<- warns on overwrite.
