@@ -112,6 +112,18 @@
 #'   (6 + 12 spots), and as a count of spots it adapts to the spot density.
 #'   GraphST votes among 50; over the five datasets 36 and 50 gained less,
 #'   and 50 cost the patchy simulated tissue 0.027 (`bench/README.md`).
+#' @param smooth.lambda Spatial smoothing of the embedding's features before
+#'   clustering (not in the paper; in the spirit of BANKSY): each spot's
+#'   embedding becomes `(1 - smooth.lambda) * z + smooth.lambda * m`, where
+#'   `m` is the mean embedding of its `smooth.k` nearest spots by coordinates
+#'   (the spot itself not counted; with several sections, only spots of the
+#'   same section), a number in \[0, 1) (0: none, the default). Unlike `smooth`,
+#'   it keeps part of each spot's own embedding and uses the coordinates, as
+#'   the refinement does, so it needs them (stored by [RunSEDR()], or
+#'   `coords`). Applies to `"mclust"`, `"leiden"` and `"louvain"`.
+#' @param smooth.k Spots whose mean embedding is blended in with
+#'   `smooth.lambda`: each spot's `smooth.k` nearest spots by coordinates
+#'   (18, as `refine.k`; the same neighbour lists as the refinement).
 #' @param coords For refinement: the spots' coordinates (a spots x 2 or 3
 #'   numeric matrix, row names matching the embedding's), replacing the ones
 #'   [RunSEDR()] stored; needed for refinement of a plain matrix.
