@@ -120,7 +120,12 @@
 #'   same section), a number in \[0, 1) (0: none, the default). Unlike `smooth`,
 #'   it keeps part of each spot's own embedding and uses the coordinates, as
 #'   the refinement does, so it needs them (stored by [RunSEDR()], or
-#'   `coords`). Applies to `"mclust"`, `"leiden"` and `"louvain"`.
+#'   `coords`). Applies to `"mclust"`, `"leiden"` and `"louvain"`. Over
+#'   10 seeds on the five datasets of `bench/domains.R`, 0.2 (with the
+#'   default vote) raised the worst run from 0.377 to 0.400 and the combined
+#'   score from 0.564 to 0.570, but that rise is inside its seed-to-seed
+#'   spread (per seed +0.012, SD 0.021), and 0.3 or more cost STARmap about
+#'   0.04 (`bench/README.md`): an option to compare, not the default.
 #' @param smooth.k Spots whose mean embedding is blended in with
 #'   `smooth.lambda`: each spot's `smooth.k` nearest spots by coordinates
 #'   (18, as `refine.k`; the same neighbour lists as the refinement).
