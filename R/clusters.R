@@ -112,6 +112,23 @@
 #'   (6 + 12 spots), and as a count of spots it adapts to the spot density.
 #'   GraphST votes among 50; over the five datasets 36 and 50 gained less,
 #'   and 50 cost the patchy simulated tissue 0.027 (`bench/README.md`).
+#' @param smooth.lambda Spatial smoothing of the embedding's features before
+#'   clustering (not in the paper; in the spirit of BANKSY): each spot's
+#'   embedding becomes `(1 - smooth.lambda) * z + smooth.lambda * m`, where
+#'   `m` is the mean embedding of its `smooth.k` nearest spots by coordinates
+#'   (the spot itself not counted; with several sections, only spots of the
+#'   same section), a number in \[0, 1) (0: none, the default). Unlike `smooth`,
+#'   it keeps part of each spot's own embedding and uses the coordinates, as
+#'   the refinement does, so it needs them (stored by [RunSEDR()], or
+#'   `coords`). Applies to `"mclust"`, `"leiden"` and `"louvain"`. Over
+#'   10 seeds on the five datasets of `bench/domains.R`, 0.2 (with the
+#'   default vote) raised the worst run from 0.377 to 0.400 and the combined
+#'   score from 0.564 to 0.570, but that rise is inside its seed-to-seed
+#'   spread (per seed +0.012, SD 0.021), and 0.3 or more cost STARmap about
+#'   0.04 (`bench/README.md`): an option to compare, not the default.
+#' @param smooth.k Spots whose mean embedding is blended in with
+#'   `smooth.lambda`: each spot's `smooth.k` nearest spots by coordinates
+#'   (18, as `refine.k`; the same neighbour lists as the refinement).
 #' @param coords For refinement: the spots' coordinates (a spots x 2 or 3
 #'   numeric matrix, row names matching the embedding's), replacing the ones
 #'   [RunSEDR()] stored; needed for refinement of a plain matrix.
@@ -139,7 +156,7 @@
 SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "louvain", "dec"),
                          reduction = "sedr", col.name = "sedr_clusters", seed.use = 2023,
                          mclust.init.size = NULL, smooth = 0, init.smooth = 0.5, refine = 1, refine.k = 18,
-                         coords = NULL, graph = NULL, verbose = TRUE, split.by = NULL, ...) {
+                         smooth.lambda = 0, smooth.k = 18, coords = NULL, graph = NULL, verbose = TRUE, split.by = NULL, ...) {
   check_dots(...)
   method <- match_choice(method, c("mclust", "leiden", "louvain", "dec"), "method")
   split.by <- split.by %||% cohort_split_by(object, reduction)
@@ -210,7 +227,15 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
     refine <- 0L
     if (verbose) cli::cli_inform("No spot coordinates stored with this embedding: domains not refined.")
   }
-  if (refine > 0) {
+  smooth.lambda <- check_smooth_lambda(smooth.lambda)
+  smooth.k <- check_count(smooth.k, "smooth.k", min = 1)
+  if (smooth.lambda > 0 && method == "dec") {
+    sedr_abort("applies to the embedding, which method = \"dec\" does not cluster; use 0.", arg = "smooth.lambda")
+  }
+  if (smooth.lambda > 0 && is.null(coords)) {
+    sedr_abort("needs the spots' coordinates: pass `coords`, or use the object RunSEDR() returned.", arg = "smooth.lambda")
+  }
+  if (refine > 0 || smooth.lambda > 0) {
     coords <- refine_coords(coords, rownames(emb), nrow(emb))
     sections <- refine_sections(sections, rownames(emb))
   }
@@ -220,6 +245,9 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
     sedr_abort("must be one number in [0, 1] (0: mclust's start on the embedding itself).", arg = "init.smooth")
   }
   if (smooth > 0 && method != "dec") emb <- smooth_embedding(emb, graph, smooth)
+  # The k-nearest-spot lists are shared by the feature smoothing and the vote.
+  neighbours <- memo_neighbours(coords, sections)
+  if (smooth.lambda > 0) emb <- blend_neighbour_mean(emb, neighbours(smooth.k), smooth.lambda)
   # The start of the EM only; without a graph (a plain matrix) there is none to use.
   init <- if (method == "mclust" && init.smooth > 0 && !is.null(graph)) {
     (1 - init.smooth) * emb + init.smooth * smooth_embedding(emb, graph, 1)
@@ -249,7 +277,7 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
   )
   labels <- factor(as.character(labels), levels = levels(labels))  # drops the fit's attributes
   names(labels) <- rownames(emb)
-  if (refine > 0) labels <- refine_labels(labels, refine_neighbours(coords, refine.k, sections), refine)
+  if (refine > 0) labels <- refine_labels(labels, neighbours(refine.k), refine)
   if (methods::is(object, "Seurat")) {
     object[[col.name]] <- labels
     # Set (or, after a fixed number, clear) directly: Misc<- warns on overwrite.

@@ -63,6 +63,42 @@ refine_neighbours <- function(coords, k, sections = NULL) {
   BuildSpatialGraph(coords, k.neighbors = min(k, smallest - 1L), group = sections)
 }
 
+# refine_neighbours() for one set of coordinates and sections, computed once
+# per k (the feature smoothing and the vote usually ask for the same k).
+memo_neighbours <- function(coords, sections) {
+  made <- list()
+  function(k) {
+    key <- as.character(k)
+    if (is.null(made[[key]])) made[[key]] <<- refine_neighbours(coords, k, sections)
+    made[[key]]
+  }
+}
+
+# `smooth.lambda`: one number in [0, 1).
+check_smooth_lambda <- function(smooth.lambda) {
+  if (!is.numeric(smooth.lambda) || length(smooth.lambda) != 1 || is.na(smooth.lambda) ||
+      smooth.lambda < 0 || smooth.lambda >= 1) {
+    sedr_abort("must be one number in [0, 1): the weight of the neighbours' mean embedding (0: none).",
+               arg = "smooth.lambda")
+  }
+  as.numeric(smooth.lambda)
+}
+
+# Each spot's embedding blended with the mean embedding of its spatial
+# neighbours in `graph` (the spot itself not counted):
+# (1 - lambda) z_i + lambda mean_j z_j. A spot without neighbours keeps its own.
+blend_neighbour_mean <- function(emb, graph, lambda) {
+  a <- check_graph(graph, nrow(emb), arg = "smooth.lambda")
+  Matrix::diag(a) <- 0
+  a <- Matrix::drop0(a)
+  deg <- Matrix::rowSums(a)
+  nbr <- as.matrix(Matrix::Diagonal(x = 1 / pmax(deg, 1)) %*% a %*% emb)
+  w <- ifelse(deg > 0, lambda, 0)
+  out <- (1 - w) * emb + w * nbr
+  dimnames(out) <- dimnames(emb)
+  out
+}
+
 # Majority vote of the spatial neighbours, `rounds` times (as GraphST's
 # refine_label, which votes among a spot's 50 nearest spots). The neighbours
 # are the spot's neighbours in `graph` (the spot itself not counted; in

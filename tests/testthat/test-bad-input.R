@@ -124,6 +124,9 @@ SEDRClusters(emb, n.clusters = 2^40)                         | n.clusters   | no
 SEDRClusters(emb, n.clusters = 3, seed.use = 2^40)           | seed.use     | no
 SEDRClusters(emb, n.clusters = 3, init.smooth = 2)           | init.smooth  | no
 SEDRClusters(emb, n.clusters = 3, smooth = -1)               | smooth       | no
+SEDRClusters(emb, n.clusters = 3, coords = coords, smooth.lambda = 1) | smooth.lambda | no
+SEDRClusters(emb, n.clusters = 3, smooth.lambda = 0.2)       | smooth.lambda | no
+SEDRClusters(emb, n.clusters = 3, coords = coords, smooth.lambda = 0.2, smooth.k = 2^40) | smooth.k | no
 BuildSpatialGraph(coords, k.neighbors = 2^40)                | k.neighbors  | no
 BuildSpatialGraph(coords, n.threads = 1e5)                   |              | no
 ComputeLISI(emb, rep(1:2, 50), n.threads = 1e5)              |              | no

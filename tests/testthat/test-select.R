@@ -202,3 +202,71 @@ test_that("bad n.clusters ranges and refine values are classed input errors", {
                  regexp = "refine.k")
   }
 })
+
+test_that("smooth.lambda blends each spot's embedding with its neighbours' mean before mclust", {
+  g <- grid_case()
+  set.seed(8)
+  emb <- cbind(ifelse(g$truth == "A", 0, 3) + rnorm(100, sd = 1.2), rnorm(100))
+  rownames(emb) <- rownames(g$xy)
+  near <- SEDR:::refine_neighbours(g$xy, 18)
+  # The blend, spot by spot: (1 - l) z_i + l * mean of its neighbours' z.
+  blend <- SEDR:::blend_neighbour_mean(emb, near, 0.3)
+  for (i in c(1, 45, 100)) {
+    nb <- which(near[i, ] != 0)
+    expect_false(i %in% nb)
+    expect_equal(blend[i, ], 0.7 * emb[i, ] + 0.3 * colMeans(emb[nb, , drop = FALSE]))
+  }
+  expect_identical(dimnames(blend), dimnames(emb))
+  expect_equal(SEDR:::blend_neighbour_mean(emb, near, 0), emb)
+  # A spot without neighbours keeps its own embedding.
+  lonely <- near
+  lonely[1, ] <- 0
+  lonely[, 1] <- 0
+  expect_equal(SEDR:::blend_neighbour_mean(emb, Matrix::drop0(lonely), 0.5)[1, ], emb[1, ])
+  # SEDRClusters() clusters exactly that blend (over smooth.k nearest spots).
+  for (k in c(6, 18)) {
+    pre <- SEDR:::blend_neighbour_mean(emb, SEDR:::refine_neighbours(g$xy, k), 0.3)
+    expect_identical(SEDRClusters(emb, n.clusters = 2, coords = g$xy, smooth.lambda = 0.3, smooth.k = k,
+                                  refine = 0, verbose = FALSE),
+                     SEDRClusters(pre, n.clusters = 2, refine = 0, verbose = FALSE))
+  }
+  # The noisy halves: mclust on the embedding mislabels spots that the
+  # blended embedding places in their own half.
+  ari <- function(...) unname(SpatialClusterMetrics(g$truth, SEDRClusters(emb, n.clusters = 2, coords = g$xy,
+                                                                          refine = 0, verbose = FALSE, ...))["ARI"])
+  expect_lt(ari(), 0.9)
+  expect_gt(ari(smooth.lambda = 0.5), ari() + 0.1)
+})
+
+test_that("smooth.lambda smooths within each section", {
+  g <- grid_case()
+  xy <- rbind(g$xy, g$xy)
+  rownames(xy) <- c(paste0("a_", rownames(g$xy)), paste0("b_", rownames(g$xy)))
+  sections <- rep(c("a", "b"), each = 100)
+  set.seed(9)
+  emb <- cbind(rep(c(0, 50), each = 100) + rnorm(200), rnorm(200))
+  rownames(emb) <- rownames(xy)
+  res <- structure(list(embedding = emb, coords = xy, sections = stats::setNames(sections, rownames(xy))),
+                   class = "sedr_result")
+  within <- SEDR:::blend_neighbour_mean(emb, SEDR:::refine_neighbours(xy, 18, sections), 0.4)
+  # Twins in the other section (50 apart) would pull the first coordinate by ~20.
+  expect_lt(max(abs(within[, 1] - rep(c(0, 50), each = 100))), 5)
+  expect_identical(SEDRClusters(res, n.clusters = 3, smooth.lambda = 0.4, refine = 0, verbose = FALSE),
+                   stats::setNames(SEDRClusters(within, n.clusters = 3, refine = 0, verbose = FALSE), rownames(xy)))
+})
+
+test_that("bad smooth.lambda and smooth.k values are classed input errors", {
+  for (l in list(-0.1, 1, 2, NA, "0.2", c(0.1, 0.2))) {
+    expect_error(SEDRClusters(res, n.clusters = 4, smooth.lambda = l, verbose = FALSE), class = "sedr_error_input",
+                 regexp = "smooth.lambda")
+  }
+  for (k in list(0, 2.5, NA, "18", c(6, 18))) {
+    expect_error(SEDRClusters(res, n.clusters = 4, smooth.lambda = 0.2, smooth.k = k, verbose = FALSE),
+                 class = "sedr_error_input", regexp = "smooth.k")
+  }
+  # A plain matrix has no coordinates; the DEC assignment has no embedding to smooth.
+  expect_error(SEDRClusters(res$embedding, n.clusters = 4, smooth.lambda = 0.2, refine = 0, verbose = FALSE),
+               class = "sedr_error_input", regexp = "smooth.lambda")
+  expect_error(SEDRClusters(res, method = "dec", smooth.lambda = 0.2, verbose = FALSE),
+               class = "sedr_error_input", regexp = "smooth.lambda")
+})
