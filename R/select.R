@@ -84,13 +84,19 @@ check_smooth_lambda <- function(smooth.lambda) {
   as.numeric(smooth.lambda)
 }
 
+# The graph (check_graph()) without self loops: who counts as a spot's
+# neighbour when its neighbours vote or are averaged.
+neighbour_matrix <- function(graph, n, arg) {
+  a <- check_graph(graph, n, arg = arg)
+  Matrix::diag(a) <- 0
+  Matrix::drop0(a)
+}
+
 # Each spot's embedding blended with the mean embedding of its spatial
 # neighbours in `graph` (the spot itself not counted):
 # (1 - lambda) z_i + lambda mean_j z_j. A spot without neighbours keeps its own.
 blend_neighbour_mean <- function(emb, graph, lambda) {
-  a <- check_graph(graph, nrow(emb), arg = "smooth.lambda")
-  Matrix::diag(a) <- 0
-  a <- Matrix::drop0(a)
+  a <- neighbour_matrix(graph, nrow(emb), arg = "smooth.lambda")
   deg <- Matrix::rowSums(a)
   nbr <- as.matrix(Matrix::Diagonal(x = 1 / pmax(deg, 1)) %*% a %*% emb)
   w <- ifelse(deg > 0, lambda, 0)
@@ -109,9 +115,7 @@ blend_neighbour_mean <- function(emb, graph, lambda) {
 # order of the spots.
 refine_labels <- function(labels, graph, rounds) {
   if (rounds == 0) return(labels)
-  a <- check_graph(graph, length(labels), arg = "refine")
-  Matrix::diag(a) <- 0
-  a <- Matrix::drop0(a)
+  a <- neighbour_matrix(graph, length(labels), arg = "refine")
   keep_names <- names(labels)
   lev <- levels(labels)
   lab <- as.integer(labels)

@@ -114,8 +114,8 @@ fn sedr_pca(x: &[f64], n: i32, g: i32, k: i32, seed: i32, threads: i32, device: 
 
 /// Sparse PCA of the implicitly centred and scaled matrix: `p`, `i`, `x` are
 /// the slots of a genes × spots dgCMatrix (the CSR form of spots × genes);
-/// `scale` 0 marks a constant gene; `method` "auto", "randomized" or "gram"
-/// (crate::pca::Method).
+/// `scale` 0 marks a constant gene; `method` "auto", "sparse", "gram" or
+/// "exact" (crate::pca::Method).
 /// @noRd
 #[extendr]
 #[allow(clippy::too_many_arguments)]

@@ -856,7 +856,16 @@ pub(crate) fn pca_rows<R: Rows>(
     let c = Tensor::from_slice(&c).f_view([g_i, 1])?.f_to_device(device)?;
     let ct = c.f_transpose(0, 1)?;
     let l = (k_i + OVERSAMPLE).min(n_i.min(g_i));
-    let (u, s, v) = if l >= n_i.min(g_i) {
+    let exact = l >= n_i.min(g_i);
+    let cpu_kernels = !torch_sparse && device == Device::Cpu;
+    if !exact && cpu_kernels && method.use_gram(x, k, &pool) {
+        // None: Z·W has fewer than k columns of numerical rank; the sparse
+        // products below take over.
+        if let Some((m, s, v)) = gram_components(x, center, &wv, l, k_i, seed, threads, method, &pool)? {
+            return finish_scores(sparse_mul(x, &m, &w, &ct, &pool)?, s, v);
+        }
+    }
+    let (u, s, v) = if exact {
         // min(n, g) <= k + 10: Z is small enough to form for an exact SVD.
         let mut dense = vec![0.0; n * g];
         let mut buf = RowBuf::default();
@@ -869,13 +878,7 @@ pub(crate) fn pca_rows<R: Rows>(
         let z = Tensor::from_slice(&dense).f_view([n_i, g_i])?.f_to_device(device)?;
         drop(dense);
         exact_svd(&(z * w.f_view([1, g_i])? - &ct))?
-    } else if let Some((m, s, v)) = match !torch_sparse && device == Device::Cpu && method.use_gram(x, k, &pool) {
-        true => gram_components(x, center, &wv, l, k_i, seed, threads, method, &pool)?,
-        false => None,
-    } {
-        let scores = sparse_mul(x, &m, &w, &ct, &pool)?;
-        return finish_scores(scores, s, v);
-    } else if !torch_sparse && device == Device::Cpu {
+    } else if cpu_kernels {
         let lu = l as usize;
         let mul = |m: &Tensor| sparse_mul(x, m, &w, &ct, &pool);
         let tmul = |q: &Tensor| -> Result<Tensor> {
