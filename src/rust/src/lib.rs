@@ -4,6 +4,7 @@
 //! * [`model`], [`loss`], [`negatives`], [`kmeans`], [`train`]: the SEDR model
 //!   and its trainer on libtorch (tch), CPU or CUDA.
 //! * [`pca`]: seeded randomized PCA on libtorch.
+//! * [`metrics`]: the adjusted Rand index, for tests and `sedr-bench`.
 //! * [`recipe`]: the preprocessing recipe's sparse passes (filter, VST, CPM, moments).
 //! * `ffi` (feature `r`): the extendr glue, the only code that knows about R.
 
@@ -14,6 +15,7 @@ pub mod graph;
 pub mod kmeans;
 pub mod lisi;
 pub mod loss;
+pub mod metrics;
 pub mod model;
 pub mod negatives;
 pub mod params;

@@ -18,21 +18,7 @@ fn quick(epochs: usize, dec_epochs: usize, seed: u64) -> Params {
     Params { epochs, dec_epochs, dec_interval: 5, kmeans_restarts: 3, seed, ..Params::default() }
 }
 
-/// Adjusted Rand index from the contingency table.
-pub(crate) fn ari(a: &[usize], b: &[usize]) -> f64 {
-    let ka = a.iter().max().unwrap() + 1;
-    let kb = b.iter().max().unwrap() + 1;
-    let mut t = vec![vec![0f64; kb]; ka];
-    for (&i, &j) in a.iter().zip(b) {
-        t[i][j] += 1.0;
-    }
-    let c2 = |x: f64| x * (x - 1.0) / 2.0;
-    let sum_ij: f64 = t.iter().flatten().map(|&v| c2(v)).sum();
-    let sa: f64 = t.iter().map(|r| c2(r.iter().sum())).sum();
-    let sb: f64 = (0..kb).map(|j| c2(t.iter().map(|r| r[j]).sum())).sum();
-    let expected = sa * sb / c2(a.len() as f64);
-    (sum_ij - expected) / (0.5 * (sa + sb) - expected)
-}
+pub(crate) use crate::metrics::ari;
 
 fn kmeans_labels(data_row_major: &[f64], n: usize, d: usize, k: i64) -> Vec<usize> {
     let x = Tensor::from_slice(data_row_major).view([n as i64, d as i64]).to_kind(Kind::Float);
