@@ -1,5 +1,5 @@
 # Helpers of SEDRClusters(): spatial label refinement, choosing the number of
-# domains by BIC, and the plot of that choice.
+# domains (by BIC or by stability across subsets), and the plot of that choice.
 
 # `refine`: FALSE / TRUE or a whole number of rounds >= 0, as an integer.
 check_refine <- function(refine) {
@@ -167,16 +167,49 @@ select_by_bic <- function(range, fit_one) {
   list(labels = fits[[best]], curve = curve)
 }
 
+# Fit every G in `range` on `n.subsets` seeded random subsets of `fraction`
+# of the n spots and score G by the mean pairwise ARI of the subsets' labels
+# on the spots each pair shares: a number of domains that the data support
+# comes out the same whichever spots are left out. The largest score wins
+# (the smallest G on a tie); `fit_all(G)` then gives the labels of all
+# spots. `fit_subset(rows, G)` clusters the spots `rows`. The subsets are
+# drawn from `seed` (NULL: R's generator as it stands).
+select_by_stability <- function(range, n, fit_subset, fit_all, seed, n.subsets = 3L, fraction = 0.8) {
+  subsets <- .with_seed(seed, lapply(seq_len(n.subsets), function(b) sort(sample.int(n, floor(fraction * n)))))
+  pairs <- utils::combn(n.subsets, 2)
+  stability <- vapply(range, function(G) {
+    labels <- lapply(subsets, function(rows) {
+      out <- rep(NA_integer_, n)
+      out[rows] <- as.integer(fit_subset(rows, G))
+      out
+    })
+    mean(apply(pairs, 2, function(p) {
+      a <- labels[[p[1]]]
+      b <- labels[[p[2]]]
+      both <- !is.na(a) & !is.na(b)
+      mclust::adjustedRandIndex(a[both], b[both])
+    }))
+  }, 0)
+  best <- which.max(stability)
+  curve <- data.frame(k = range, stability = stability, chosen = seq_along(range) == best)
+  list(labels = fit_all(range[best]), curve = curve)
+}
+
+# The column of a selection curve that chose the number of domains.
+selection_criterion <- function(curve) if ("stability" %in% names(curve)) "stability" else "BIC"
+
 #' Plot the choice of the number of domains
 #'
-#' Shows the BIC curve that [SEDRClusters()] computed when it was given a
-#' range of `n.clusters` (or `NULL`), with the chosen number marked. mclust's
-#' BIC is `2 * loglik - npar * log(n)`, larger is better.
+#' Shows the curve that [SEDRClusters()] computed when it was given a
+#' range of `n.clusters` (or `NULL`), with the chosen number marked: mclust's
+#' BIC, `2 * loglik - npar * log(n)` (`select = "bic"`), or the stability
+#' of the domains across subsets of the spots (`select = "stability"`);
+#' larger is better for both.
 #'
 #' @param object A `Seurat` object or `SingleCellExperiment` after
 #'   `SEDRClusters(n.clusters = <range>)`, the factor that it returned for a
 #'   matrix or `sedr_result`, or the curve itself (a data frame with columns
-#'   `k`, `BIC` and `chosen`).
+#'   `k`, `chosen` and `BIC` or `stability`).
 #' @return A ggplot object.
 #' @export
 #' @examples
@@ -192,14 +225,17 @@ SEDRClustersPlot <- function(object) {
                arg = "object")
   }
   best <- curve[curve$chosen, , drop = FALSE]
-  ggplot2::ggplot(curve, ggplot2::aes(x = !!as.name("k"), y = !!as.name("BIC"))) +
+  criterion <- selection_criterion(curve)
+  label <- if (criterion == "BIC") c("BIC (mclust EEE)", "largest BIC")
+           else c("stability (mean ARI between subsets)", "most stable")
+  ggplot2::ggplot(curve, ggplot2::aes(x = !!as.name("k"), y = !!as.name(criterion))) +
     ggplot2::geom_line(na.rm = TRUE) +
     ggplot2::geom_point(na.rm = TRUE) +
     ggplot2::geom_vline(xintercept = best$k, linetype = "dashed", colour = "firebrick") +
     ggplot2::geom_point(data = best, colour = "firebrick", size = 3, na.rm = TRUE) +
     ggplot2::scale_x_continuous(breaks = curve$k) +
-    ggplot2::labs(x = "number of domains", y = "BIC (mclust EEE)",
-                  title = sprintf("Chosen: %d domains (largest BIC)", best$k)) +
+    ggplot2::labs(x = "number of domains", y = label[1],
+                  title = sprintf("Chosen: %d domains (%s)", best$k, label[2])) +
     ggplot2::theme_bw()
 }
 
@@ -210,8 +246,9 @@ clusters_selection <- function(object) {
     else if (methods::is(object, "SingleCellExperiment")) S4Vectors_metadata(object)$sedr_clusters_selection
     else attr(object, "sedr_clusters_selection")
   if (is.null(curve)) return(NULL)
-  if (!is.data.frame(curve) || !all(c("k", "BIC", "chosen") %in% names(curve))) {
-    sedr_abort("must hold a curve with columns k, BIC and chosen, as SEDRClusters() stores.", arg = "object")
+  if (!is.data.frame(curve) || !all(c("k", "chosen") %in% names(curve)) ||
+      !any(c("BIC", "stability") %in% names(curve))) {
+    sedr_abort("must hold a curve with columns k, chosen and BIC or stability, as SEDRClusters() stores.", arg = "object")
   }
   curve
 }

@@ -142,6 +142,43 @@ test_that("a range of n.clusters picks the true number by BIC and stores the cur
   expect_equal(nlevels(all_k), with(attr(all_k, "sedr_clusters_selection"), k[chosen]))
 })
 
+test_that("select = \"stability\" keeps the number of domains that subsets of the spots agree on", {
+  # Three round Gaussian domains at the corners of an equilateral triangle:
+  # two domains would merge a different pair from one subset to the next,
+  # four would split a different one; three come out the same every time.
+  set.seed(21)
+  g <- rep(1:3, each = 70)
+  centres <- 10 * cbind(c(0, 1, 0.5), c(0, 0, sqrt(3) / 2))
+  emb <- centres[g, ] + matrix(rnorm(420), 210)
+  rownames(emb) <- paste0("s", 1:210)
+  cl <- SEDRClusters(emb, n.clusters = 2:5, select = "stability", verbose = FALSE)
+  curve <- attr(cl, "sedr_clusters_selection")
+  expect_identical(names(curve), c("k", "stability", "chosen"))
+  expect_identical(curve$k, 2:5)
+  expect_equal(curve$k[curve$chosen], 3L)
+  expect_equal(curve$stability[curve$chosen], 1)
+  expect_true(all(curve$stability[curve$k != 3] < 1))
+  # The chosen number fitted on all spots, as a fixed number gives it.
+  expect_identical(as.integer(cl), as.integer(SEDRClusters(emb, n.clusters = 3, verbose = FALSE)))
+  expect_equal(unname(SpatialClusterMetrics(g, cl)["ARI"]), 1)
+  # Seeded: the same call gives the same curve, and R's generator is left as it was.
+  set.seed(1)
+  before <- .Random.seed
+  again <- SEDRClusters(emb, n.clusters = 2:5, select = "stability", verbose = FALSE)
+  expect_identical(.Random.seed, before)
+  expect_identical(attr(again, "sedr_clusters_selection"), curve)
+  expect_message(SEDRClusters(emb, n.clusters = 2:5, select = "stability"), "most stable")
+  expect_s3_class(SEDRClustersPlot(cl), "ggplot")
+  expect_identical(SEDRClustersPlot(cl)$labels$y, "stability (mean ARI between subsets)")
+  # A single number ignores `select`; a bad value or a range beyond the subsets is a classed error.
+  expect_identical(SEDRClusters(emb, n.clusters = 3, select = "stability", verbose = FALSE),
+                   SEDRClusters(emb, n.clusters = 3, verbose = FALSE))
+  expect_error(SEDRClusters(emb, n.clusters = 2:5, select = "gap", verbose = FALSE),
+               class = "sedr_error_input", regexp = "select")
+  expect_error(SEDRClusters(emb[1:10, ], n.clusters = 2:9, select = "stability", verbose = FALSE),
+               class = "sedr_error_input", regexp = "n.clusters")
+})
+
 test_that("the curve is stored in a Seurat object and SEDRClustersPlot draws it", {
   cl <- SEDRClusters(res, n.clusters = 3:6, verbose = FALSE)
   p <- SEDRClustersPlot(cl)
