@@ -82,6 +82,12 @@
 #' @param kmeans.restarts k-means restarts for the DEC centres (20).
 #' @param kmeans.max.spots k-means for the DEC centres is fitted on at most
 #'   this many randomly chosen spots (50,000).
+#' @param average.epochs Tail averaging: the embedding (and the DEC soft
+#'   assignment computed from it) is the mean of the embeddings after each of
+#'   the last `average.epochs` training epochs, which averages out part of the
+#'   epoch-to-epoch jitter of stochastic training. 0 (default): the last
+#'   epoch's embedding. Costs one extra forward pass per averaged epoch;
+#'   measured in `bench/README.md` ("Spatial domains").
 #' @return A list of class `sedr_options`.
 #' @export
 #' @examples
@@ -92,7 +98,7 @@ SEDROptions <- function(feat.hidden1 = 64, feat.hidden2 = 16, gcn.hidden1 = 64, 
                         gcn.weight = 0.1, self.weight = 1, dec.kl.weight = 3, lr = 0.01,
                         weight.decay = 0, neg.ratio = NULL, mask.replace = NULL, resample.negatives = TRUE,
                         bn.full.batch = TRUE, decoder = NULL, batch.size = NULL,
-                        kmeans.restarts = 20, kmeans.max.spots = 50000) {
+                        kmeans.restarts = 20, kmeans.max.spots = 50000, average.epochs = 0) {
   opts <- as.list(environment())
   opts <- opts[!vapply(opts, is.null, logical(1))]
   if (!is.null(opts$batch.size)) {
@@ -125,6 +131,7 @@ SEDROptions <- function(feat.hidden1 = 64, feat.hidden2 = 16, gcn.hidden1 = 64, 
     check_count(opts[[nm]], nm, min = 1)
   }
   check_count(opts$dec.clusters, "dec.clusters", min = 2)
+  check_count(opts$average.epochs, "average.epochs", min = 0)
   for (nm in intersect(c("rec.weight", "gcn.weight", "self.weight", "dec.kl.weight", "weight.decay"), names(opts))) {
     if (opts[[nm]] < 0) sedr_abort("must be >= 0.", arg = nm)
   }

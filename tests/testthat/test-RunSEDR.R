@@ -140,6 +140,28 @@ test_that("mask.replace: replacement by default for clustering, the reference's 
   expect_error(SEDROptions(mask.replace = NA), class = "sedr_error_input", regexp = "mask.replace")
 })
 
+test_that("average.epochs returns the mean embedding of the last epochs, off by default", {
+  with_avg <- function(m) {
+    o <- unclass(tiny_opts())
+    o$average.epochs <- m
+    do.call(SEDROptions, o)
+  }
+  expect_equal(SEDROptions()$average.epochs, 0)
+  # Averaging only reads the model: one epoch is the last epoch's embedding.
+  expect_identical(run_tiny(sim$counts, coords = sim$coords, options = with_avg(1))$embedding, res$embedding)
+  avg <- run_tiny(sim$counts, coords = sim$coords, options = with_avg(5))
+  expect_false(isTRUE(all.equal(avg$embedding, res$embedding)))
+  expect_true(all(is.finite(avg$embedding)))
+  expect_identical(avg$losses, res$losses)
+  expect_equal(unname(rowSums(avg$dec.q)), rep(1, ncol(sim$counts)), tolerance = 1e-4)
+  expect_identical(run_tiny(sim$counts, coords = sim$coords, options = with_avg(5))$embedding, avg$embedding)
+  expect_error(SEDROptions(average.epochs = -1), class = "sedr_error_input", regexp = "average.epochs")
+  expect_error(SEDROptions(average.epochs = 2.5), class = "sedr_error_input", regexp = "average.epochs")
+  # More than the 20 + 10 epochs trained.
+  expect_error(run_tiny(sim$counts, coords = sim$coords, options = with_avg(31)),
+               class = "sedr_error_input", regexp = "average.epochs")
+})
+
 test_that("the default method honours group.by: block-diagonal graph, DEC off by default", {
   grp <- ifelse(sim$coords[, "x"] < stats::median(sim$coords[, "x"]), "left", "right")
   r <- run_tiny(sim$counts, coords = sim$coords, group.by = grp, k.neighbors = 6, epochs = 10)

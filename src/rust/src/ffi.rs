@@ -264,6 +264,7 @@ fn params_from_list(mode: &str, opts: List) -> Result<Params> {
             "bn.full.batch" => p.bn_full_batch = flag()?,
             "kmeans.restarts" => p.kmeans_restarts = count()?,
             "kmeans.max.spots" => p.kmeans_max_spots = count()?,
+            "average.epochs" => p.avg_epochs = count()?,
             "batch.size" => p.batch_size = count()?,
             "decoder" => {
                 let s = v.as_str().ok_or_else(|| SedrError::input(name, "must be \"gcn\" or \"mlp\""))?;

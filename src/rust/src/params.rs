@@ -97,6 +97,11 @@ pub struct Params {
     pub kmeans_restarts: usize,
     /// k-means for the DEC centres is fitted on at most this many spots.
     pub kmeans_max_spots: usize,
+    /// The embedding (and the DEC soft assignment computed from it) is the
+    /// mean of the eval-mode embeddings after each of the last this many
+    /// epochs (0: the last epoch's alone). Averages out the epoch-to-epoch
+    /// jitter of stochastic training (Polyak-Ruppert tail averaging).
+    pub avg_epochs: usize,
     pub seed: u64,
     pub threads: usize,
 }
@@ -136,6 +141,7 @@ impl Default for Params {
             batch_size: 0,
             kmeans_restarts: 20,
             kmeans_max_spots: 50_000,
+            avg_epochs: 0,
             seed: 42,
             threads: 1,
         }
@@ -228,6 +234,12 @@ impl Params {
         }
         if self.batch_size != 0 && self.batch_size < MIN_BATCH {
             return Err(SedrError::input("batch.size", format!("must be 0 (full batch) or at least {MIN_BATCH}, not {}", self.batch_size)));
+        }
+        if self.avg_epochs > self.total_epochs() {
+            return Err(SedrError::input(
+                "average.epochs",
+                format!("({}) exceeds the number of training epochs ({})", self.avg_epochs, self.total_epochs()),
+            ));
         }
         if self.threads == 0 {
             return Err(SedrError::input("n.threads", "must be at least 1"));

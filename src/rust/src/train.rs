@@ -4,6 +4,8 @@
 //! Phase 1: rec_w·MSE + gcn_w·(edge BCE + KL) + self_w·SCE.
 //! Phase 2 (DEC): k-means centres, then rec_w·MSE + gcn_w·graph + dec_kl_w·KL(P‖Q)
 //! with P refreshed every `dec_interval` epochs. One optimiser spans both.
+//! Optionally the returned embedding is the mean over the last epochs
+//! (`avg_epochs`, tail averaging).
 //!
 //! The trainer is driven in chunks (`step`) so the caller can show progress
 //! and stop between chunks (R's Ctrl-C lands between `.Call`s).
@@ -140,6 +142,9 @@ pub struct Trainer {
     epoch: usize,
     target: Option<Tensor>,
     history: Vec<EpochLoss>,
+    /// Sum of the eval-mode embeddings of the averaged tail epochs and
+    /// their number (`Params::avg_epochs`).
+    z_sum: Option<(Tensor, usize)>,
 }
 
 /// libtorch's CPU allocator has no cache: every tensor is a fresh `malloc`.
@@ -281,6 +286,7 @@ impl Trainer {
             epoch: 0,
             target: None,
             history: Vec::new(),
+            z_sum: None,
         })
     }
 
@@ -433,6 +439,13 @@ impl Trainer {
         }
         self.epoch += 1;
         self.history.push(rec);
+        if self.epoch + self.params.avg_epochs > self.params.total_epochs() {
+            let z = self.eval_z();
+            self.z_sum = Some(match self.z_sum.take() {
+                Some((sum, count)) => (sum + z, count + 1),
+                None => (z, 1),
+            });
+        }
         Ok(rec)
     }
 
@@ -460,15 +473,19 @@ impl Trainer {
         let to_vec = |t: &Tensor| -> Result<Vec<f64>> {
             Ok(Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(Device::Cpu).contiguous().view(-1))?)
         };
-        let n = fw.z.size()[0] as usize;
-        let latent = fw.z.size()[1] as usize;
+        let z = match &self.z_sum {
+            Some((sum, count)) => sum / *count as f64,
+            None => fw.z.shallow_clone(),
+        };
+        let n = z.size()[0] as usize;
+        let latent = z.size()[1] as usize;
         let dec_ran = self.params.dec && self.epoch > self.params.epochs;
-        let q = if dec_ran { Some(to_vec(&tch::no_grad(|| self.net.soft_assign(&fw.z)))?) } else { None };
+        let q = if dec_ran { Some(to_vec(&tch::no_grad(|| self.net.soft_assign(&z)))?) } else { None };
         let recon = if with_recon { Some(to_vec(&self.net.recon(&fw, false))?) } else { None };
         Ok(Output {
             n,
             latent,
-            embedding: to_vec(&fw.z)?,
+            embedding: to_vec(&z)?,
             q,
             k: self.params.dec_clusters as usize,
             recon,

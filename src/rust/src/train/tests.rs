@@ -206,6 +206,42 @@ fn same_seed_gives_identical_embeddings_and_different_seeds_do_not() {
 }
 
 #[test]
+fn tail_averaging_returns_the_mean_of_the_last_epochs_embeddings() {
+    let (coords, x, _) = layered_tissue(10, 10, 3, 20, 1.0, 4);
+    let g = grid_graph(&coords, 6);
+    let trained = |avg_epochs| {
+        let mut t = Trainer::new(&x, 100, 20, &g, Params { avg_epochs, ..quick(10, 10, 7) }, Device::Cpu).unwrap();
+        t.fit().unwrap();
+        t.output(false).unwrap()
+    };
+    // The same training (averaging only reads the model), a different output.
+    let last = trained(0);
+    assert_eq!(last.embedding, trained(1).embedding);
+    let avg = trained(4);
+    assert_ne!(avg.embedding, last.embedding);
+    // The mean of the eval embeddings after each of the last 4 epochs, taken by hand.
+    let mut t = Trainer::new(&x, 100, 20, &g, quick(10, 10, 7), Device::Cpu).unwrap();
+    t.step(16).unwrap();
+    let mut mean = vec![0.0; avg.embedding.len()];
+    for _ in 0..4 {
+        t.step(1).unwrap();
+        for (m, v) in mean.iter_mut().zip(t.output(false).unwrap().embedding) {
+            *m += v / 4.0;
+        }
+    }
+    assert_eq!(t.output(false).unwrap().embedding, last.embedding);
+    let max_diff = mean.iter().zip(&avg.embedding).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(max_diff < 1e-5, "averaged embedding differs from the hand-made mean by {max_diff}");
+    // The DEC soft assignment follows the averaged embedding: rows sum to 1
+    // and differ from the last epoch's.
+    let (q, q_last) = (avg.q.unwrap(), last.q.unwrap());
+    assert_ne!(q, q_last);
+    for row in q.chunks(avg.k) {
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-5);
+    }
+}
+
+#[test]
 fn bad_parameters_and_inputs_are_errors() {
     let (coords, x, _) = layered_tissue(4, 4, 2, 5, 1.0, 5);
     let g = grid_graph(&coords, 3);
@@ -216,6 +252,7 @@ fn bad_parameters_and_inputs_are_errors() {
     assert!(mk(Params { dec_clusters: 17, ..Params::default() }).contains("dec.clusters"));
     assert!(mk(Params { mask_rate: 1.5, ..Params::default() }).contains("mask.rate"));
     assert!(mk(Params { batch_size: 5, ..Params::default() }).contains("batch.size"));
+    assert!(mk(Params { avg_epochs: 401, ..Params::default() }).contains("average.epochs"));
     let mut bad = x.clone();
     bad[0] = f64::NAN;
     assert!(Trainer::new(&bad, 16, 5, &g, Params::default(), Device::Cpu).is_err());
