@@ -36,14 +36,21 @@ available_memory <- function() {
 # * activations: the layers' n x width outputs kept for the backward pass and
 #   their gradients, 2 float32 copies of n x (input + encoder + graph encoder
 #   + latent + decoder output); with mini-batches, batch x width for those
-#   plus one n x width eval pass;
+#   plus one eval pass over all spots (no grad), whose input exists already
+#   and which makes no reconstruction: n x (encoder + graph encoder + 2 x
+#   latent) floats (measured at a million spots: ~0.8 GiB spikes at each DEC
+#   target refresh, against 0.9 GiB here);
 # * graph: A + I as indices (8 + 8 bytes) and a float weight (4), held ~3
-#   times (graph operator, edge-loss pairs, sampler);
+#   times in full batch (graph operator, edge-loss pairs, sampler), twice with
+#   mini-batches (graph operator and the batcher's copy; the pairs are
+#   per batch);
 # * edge_pairs: the edge decoder's latent vectors gathered for every positive
 #   and negative pair, 2 float32 latent vectors per pair;
 # * negatives: their indices and weights, twice (draw and grouping);
 # * dec: DEC's n x K assignment, target and gradients;
-# * input: the R doubles passed in plus their float32 tensor;
+# * input: `input = "doubles"`: the R doubles passed in plus their float32
+#   tensor; "float32": that tensor only (the native recipe writes the PCs
+#   into it); "made": nothing, the tensor exists already;
 # * output: the embedding as R doubles (x3: Rust, R vector, matrix) and, in
 #   imputation, the denoised genes (x4: also the expression-scale copy).
 # Calibrated on the CPU trainer (peak RSS increase of the training call,
@@ -54,13 +61,16 @@ available_memory <- function() {
 # and DEC live on the GPU, so only the host copies of the graph, the inputs
 # and the outputs count.
 estimate_training_memory <- function(n_spots, n_features, input_dims, nnz_graph, mode, device,
-                                     options = SEDROptions(), dec = TRUE) {
+                                     options = SEDROptions(), dec = TRUE,
+                                     input = c("doubles", "float32", "made")) {
+  input <- match.arg(input)
   n <- as.numeric(n_spots)
   d <- as.numeric(input_dims)
   edges <- as.numeric(nnz_graph) + n  # A + I
   latent <- options$feat.hidden2 + options$gcn.hidden2
-  width <- d + options$feat.hidden1 + options$feat.hidden2 + options$gcn.hidden1 +
-    2 * options$gcn.hidden2 + latent + d
+  hidden <- options$feat.hidden1 + options$feat.hidden2 + options$gcn.hidden1 +
+    2 * options$gcn.hidden2 + latent
+  width <- d + hidden + d
   neg_ratio <- options$neg.ratio %||% (if (mode == "imputation") 0 else 1)
   on_gpu <- is.character(device) && startsWith(device, "cuda")
   # Mini-batches: the backward pass and the edge loss see one batch; the
@@ -68,12 +78,12 @@ estimate_training_memory <- function(n_spots, n_features, input_dims, nnz_graph,
   b <- resolve_batch_size(options$batch.size, n)
   frac <- if (b > 0) b / n else 1
   c(
-    activations = if (on_gpu) 0 else 2 * n * frac * width * 4 + if (b > 0) n * width * 4 else 0,
-    graph = 3 * edges * (8 + 8 + 4),
+    activations = if (on_gpu) 0 else 2 * n * frac * width * 4 + if (b > 0) n * (hidden + latent) * 4 else 0,
+    graph = (if (b > 0) 2 else 3) * edges * (8 + 8 + 4),
     edge_pairs = if (on_gpu) 0 else frac * (1 + neg_ratio) * edges * 2 * latent * 4,
     negatives = if (on_gpu) 0 else frac * 2 * neg_ratio * edges * (8 + 8 + 4),
     dec = if (on_gpu || !isTRUE(dec)) 0 else 6 * n * options$dec.clusters * 4,
-    input = n * d * (8 + 4),
+    input = n * d * switch(input, doubles = 8 + 4, float32 = 4, made = 0),
     output = 3 * n * latent * 8 + if (mode == "imputation") 4 * n * as.numeric(n_features) * 8 else 0
   )
 }
@@ -89,9 +99,9 @@ format_bytes <- function(b) {
 # returns the estimate (bytes, with the parts and the limit as attributes)
 # invisibly otherwise, or when the available memory cannot be read.
 check_memory <- function(n_spots, n_features, input_dims, nnz_graph, mode, device,
-                         options = SEDROptions(), dec = TRUE) {
+                         options = SEDROptions(), dec = TRUE, input = "doubles") {
   parts <- estimate_training_memory(n_spots, n_features, input_dims, nnz_graph, mode, device,
-                                    options = options, dec = dec)
+                                    options = options, dec = dec, input = input)
   need <- sum(parts)
   avail <- available_memory()
   if (is.finite(avail) && need > avail) {

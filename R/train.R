@@ -107,10 +107,13 @@ sedr_pca_sparse <- function(x, center, scale, npcs, seed, device = "cpu", n.thre
 # list(scores = n spots x npcs, sdev, loadings = g genes x npcs), named.
 pca_result <- function(res, n, g, npcs, spots, genes) {
   # Taken out of `res` first, so that setting dim does not copy the scores.
+  # NULL when the recipe made them the trainer's input instead.
   scores <- res$scores
   res$scores <- NULL
-  dim(scores) <- c(n, npcs)
-  dimnames(scores) <- list(spots, paste0("PC_", seq_len(npcs)))
+  if (!is.null(scores)) {
+    dim(scores) <- c(n, npcs)
+    dimnames(scores) <- list(spots, paste0("PC_", seq_len(npcs)))
+  }
   loadings <- matrix(res$loadings, nrow = g)
   dimnames(loadings) <- list(genes, paste0("PC_", seq_len(npcs)))
   list(scores = scores, sdev = res$sdev / sqrt(max(1, n - 1)), loadings = loadings)

@@ -197,20 +197,28 @@ fn sedr_recipe_clipped(p: &[i32], i: &[i32], x: &[f64], g: i32, mu: &[f64], sd: 
 }
 
 /// CPM of the selected genes (`selected`: 0-based, increasing), their
-/// moments and the sparse PCA of their z-scores.
+/// moments and the sparse PCA of their z-scores. With `as_input` the scores
+/// come back as a trainer input handle (`input`, for sedr_trainer_new; see
+/// `TrainerInput`) instead of R doubles (`scores`).
 /// @noRd
 #[extendr]
 #[allow(clippy::too_many_arguments)]
-fn sedr_recipe_pca(p: &[i32], i: &[i32], x: &[f64], g: i32, selected: &[i32], totals: &[f64], normalize: &str, k: i32, seed: i32, threads: i32, device: &str, method: &str) -> Robj {
+fn sedr_recipe_pca(p: &[i32], i: &[i32], x: &[f64], g: i32, selected: &[i32], totals: &[f64], normalize: &str, k: i32, seed: i32, threads: i32, device: &str, method: &str, as_input: bool) -> Robj {
     guarded(|| {
         let dev = parse_device(device)?;
         let method = crate::pca::Method::parse(method)?;
         let how = crate::recipe::Normalize::parse(normalize)?;
         let csr = counts_view(p, i, x, g)?;
         let sel = to_usize(selected, "features")?;
-        let r = crate::recipe::recipe_pca(&csr, &sel, totals, how, k.max(0) as usize, seed as u32 as u64, threads.max(1) as usize, dev, method)?;
+        let out = if as_input { crate::pca::Scores::Input } else { crate::pca::Scores::R };
+        let r = crate::recipe::recipe_pca(&csr, &sel, totals, how, k.max(0) as usize, seed as u32 as u64, threads.max(1) as usize, dev, method, out)?;
+        let input: Robj = match r.pca.input {
+            Some(t) => ExternalPtr::new(TrainerInput(Some(crate::train::Input::from_rows(t)?))).into(),
+            None => null(),
+        };
         Ok(list!(
             scores = r.pca.scores,
+            input = input,
             sdev = r.pca.sdev,
             loadings = r.pca.loadings,
             center = r.moments.center,

@@ -189,6 +189,23 @@ impl Input {
         Ok(Input { x: row_major_f32(x_col_major, n, d)?, n })
     }
 
+    /// From n × d float32 values already row-major on the CPU (the recipe's
+    /// PCA scores, [`crate::pca::Scores::Input`]).
+    pub fn from_rows(x: Tensor) -> Result<Self> {
+        let size = x.size();
+        if size.len() != 2 || size[0] < 1 || size[1] < 1 || x.kind() != Kind::Float || x.device() != Device::Cpu || !x.is_contiguous() {
+            return Err(SedrError::Internal(format!("the trainer input must be a contiguous n × d float32 CPU tensor, not {size:?}")));
+        }
+        let len = x.numel();
+        // SAFETY: a contiguous CPU float tensor of `len` elements, borrowed
+        // (read only) while `x` lives.
+        let vals = unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, len) };
+        if vals.iter().any(|v| !v.is_finite()) {
+            return Err(SedrError::input("x", "contains NA, NaN or Inf; remove or impute them first"));
+        }
+        Ok(Input { n: size[0] as usize, x })
+    }
+
     pub fn n(&self) -> usize {
         self.n
     }
