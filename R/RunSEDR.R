@@ -459,7 +459,10 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   rm(trainer)
   collect_if_large(n)
   timings["train"] <- tic() - t0
+  # Taken out of `fit`, so that setting their dimnames does not copy them.
   emb <- fit$embedding
+  dec_q <- fit$q
+  fit$embedding <- fit$q <- NULL
   dimnames(emb) <- list(spots, paste0("SEDR_", seq_len(ncol(emb))))
   soft_rounds <- NA_integer_
   if (integrate == "soft" && mixes) {
@@ -473,7 +476,7 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
         mixed$clusters, mixed$rounds, n_pairs)
     rm(mixed)
   }
-  if (!is.null(fit$q)) dimnames(fit$q) <- list(spots, paste0("DEC_", seq_len(ncol(fit$q))))
+  if (!is.null(dec_q)) dimnames(dec_q) <- list(spots, paste0("DEC_", seq_len(ncol(dec_q))))
   denoised <- NULL
   if (!is.null(fit$recon)) {
     z <- fit$recon
@@ -493,7 +496,7 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   # The sections go with the coordinates: sections may share a coordinate
   # frame, and SEDRClusters() refines labels within each section only.
   sections <- if (is.null(group)) NULL else stats::setNames(as.character(group), spots)
-  list(embedding = emb, dec.q = fit$q, denoised = denoised, losses = fit$losses, graph = graph, coords = coords,
+  list(embedding = emb, dec.q = dec_q, denoised = denoised, losses = fit$losses, graph = graph, coords = coords,
        sections = sections,
        features = if (is.null(prep)) NULL else prep$features, params = params, device = fit$device,
        timings = timings, versions = sedr_versions())

@@ -380,7 +380,7 @@
        scale = stats::setNames(res$scale, features),
        constant = stats::setNames(res$constant, features),
        pcs = pca_result(res, n, length(sel), npcs, colnames(counts), features),
-       input = input, input.dims = if (!is.null(input)) npcs)
+       input = input, input.dims = if (!is.null(input)) as.integer(npcs))
 }
 
 # TRUE unless options(SEDR.recipe = "r") selects the R reference recipe.

@@ -49,10 +49,18 @@ sedr_train <- function(trainer, n, mode, epochs, dec, options, verbose) {
     chunk <- as.integer(max(1, min(50, floor(0.5 / max(per_epoch, 1e-4)))))
   }
   if (verbose) cli::cli_progress_done()
+  # Column-major from Rust: each matrix is taken out of `out` and given its
+  # dim in place, with no copy (GBs each at millions of spots).
   out <- unwrap_rust(.Call(wrap__sedr_trainer_output, trainer, mode == "imputation"))
-  emb <- matrix(out$embedding, nrow = n, byrow = TRUE)
-  q <- if (!is.null(out$q)) matrix(out$q, nrow = n, byrow = TRUE) else NULL
-  recon <- if (!is.null(out$recon)) matrix(out$recon, nrow = n, byrow = TRUE) else NULL
+  as_matrix <- function(name) {
+    v <- out[[name]]
+    out[[name]] <<- NULL
+    if (!is.null(v)) dim(v) <- c(n, length(v) %/% n)
+    v
+  }
+  emb <- as_matrix("embedding")
+  q <- as_matrix("q")
+  recon <- as_matrix("recon")
   losses <- do.call(rbind, history)
   list(embedding = emb, q = q, recon = recon, losses = losses, device = out$device,
        n.parameters = out$n_parameters)

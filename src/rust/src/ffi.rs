@@ -298,7 +298,7 @@ fn sedr_trainer_new(input: Robj, adj_p: &[i32], adj_i: &[i32], mode: &str, opts:
         let (adj_p, adj_i) = (to_usize(adj_p, "graph")?, to_usize(adj_i, "graph")?);
         let graph = with_pool(params.threads, || SpatialGraph::from_pattern(n, &adj_p, &adj_i))??;
         drop((adj_p, adj_i));
-        let t = Trainer::from_input(input, &graph, params, dev)?;
+        let t = Trainer::from_input(input, graph, params, dev)?;
         Ok(ExternalPtr::new(t).into())
     })
 }
@@ -347,7 +347,7 @@ fn sedr_trainer_step(ptr: Robj, n_epochs: i32) -> Robj {
 fn sedr_trainer_output(ptr: Robj, with_recon: bool) -> Robj {
     guarded(|| {
         let t = trainer(&ptr)?;
-        let o = t.output(with_recon)?;
+        let o = t.output_col_major(with_recon)?;
         let opt = |v: Option<Vec<f64>>| v.map(Robj::from).unwrap_or_else(null);
         Ok(list!(
             embedding = o.embedding,

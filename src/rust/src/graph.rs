@@ -183,26 +183,57 @@ pub fn build_graph(coords: &Coords, groups: Option<&[i32]>, how: Neighbours) -> 
 
 /// A ∪ Aᵀ with unit weights, sorted indices, no duplicates.
 fn symmetrise(n: usize, lists: &[Vec<usize>]) -> CsMat<f64> {
-    let mut rows: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, l) in lists.iter().enumerate() {
-        for &j in l {
-            rows[i].push(j);
-            rows[j].push(i);
+    symmetrise_rows(n, |i| &lists[i])
+}
+
+/// [`symmetrise`] of the rows `row(i)` (self loops dropped), in one flat
+/// buffer: each row's entries are counted, placed, sorted and deduplicated
+/// in place. At millions of spots a vector per row (and a second set of
+/// them for the transpose) cost several times the graph itself.
+fn symmetrise_rows<'a>(n: usize, row: impl Fn(usize) -> &'a [usize]) -> CsMat<f64> {
+    let mut start = vec![0usize; n + 1];
+    for i in 0..n {
+        for &j in row(i).iter().filter(|&&j| j != i) {
+            start[i + 1] += 1;
+            start[j + 1] += 1;
         }
     }
-    rows.par_iter_mut().for_each(|r| {
-        r.sort_unstable();
-        r.dedup();
-    });
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    let mut buf = vec![0usize; start[n]];
+    let mut next = start.clone();
+    for i in 0..n {
+        for &j in row(i).iter().filter(|&&j| j != i) {
+            buf[next[i]] = j;
+            next[i] += 1;
+            buf[next[j]] = i;
+            next[j] += 1;
+        }
+    }
+    drop(next);
+    // Sort and deduplicate each row, moving it to the front of the buffer.
     let mut indptr = Vec::with_capacity(n + 1);
     indptr.push(0usize);
-    let mut indices = Vec::with_capacity(rows.iter().map(Vec::len).sum());
-    for r in &rows {
-        indices.extend_from_slice(r);
-        indptr.push(indices.len());
+    let mut len = 0;
+    for i in 0..n {
+        let r = &mut buf[start[i]..start[i + 1]];
+        r.sort_unstable();
+        let mut kept = 0;
+        for t in 0..r.len() {
+            if t == 0 || r[t] != r[kept - 1] {
+                r[kept] = r[t];
+                kept += 1;
+            }
+        }
+        buf.copy_within(start[i]..start[i] + kept, len);
+        len += kept;
+        indptr.push(len);
     }
-    let data = vec![1.0; indices.len()];
-    CsMat::new((n, n), indptr, indices, data)
+    buf.truncate(len);
+    buf.shrink_to_fit();
+    let data = vec![1.0; len];
+    CsMat::new((n, n), indptr, buf, data)
 }
 
 impl SpatialGraph {
@@ -221,10 +252,7 @@ impl SpatialGraph {
         if indices.iter().any(|&j| j >= n) {
             return bad("a neighbour index is out of range");
         }
-        let lists: Vec<Vec<usize>> = (0..n)
-            .map(|i| indices[indptr[i]..indptr[i + 1]].iter().copied().filter(|&j| j != i).collect())
-            .collect();
-        Ok(SpatialGraph { adj: symmetrise(n, &lists) })
+        Ok(SpatialGraph { adj: symmetrise_rows(n, |i| &indices[indptr[i]..indptr[i + 1]]) })
     }
     pub fn n(&self) -> usize {
         self.adj.rows()

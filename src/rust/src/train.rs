@@ -45,7 +45,8 @@ pub struct EpochLoss {
     pub dec_kl: f64,
 }
 
-/// What the trained model gives back, all on the CPU in float64, row-major.
+/// What the trained model gives back, all on the CPU in float64, row-major
+/// ([`Trainer::output`]) or column-major ([`Trainer::output_col_major`]).
 pub struct Output {
     pub n: usize,
     pub latent: usize,
@@ -240,12 +241,13 @@ fn row_major_f32(x_col_major: &[f64], n: usize, d: usize) -> Result<Tensor> {
 impl Trainer {
     /// `x` holds n × d features, column-major (as R stores a matrix).
     pub fn new(x_col_major: &[f64], n: usize, d: usize, graph: &SpatialGraph, params: Params, device: Device) -> Result<Self> {
-        Self::from_input(Input::new(x_col_major, n, d)?, graph, params, device)
+        Self::from_input(Input::new(x_col_major, n, d)?, graph.clone(), params, device)
     }
 
     /// A trainer on an input made beforehand ([`Input::new`]), so that the
     /// caller can free its float64 copy before the graph structures are built.
-    pub fn from_input(input: Input, graph: &SpatialGraph, params: Params, device: Device) -> Result<Self> {
+    /// The graph is taken: mini-batch training keeps it (no copy).
+    pub fn from_input(input: Input, graph: SpatialGraph, params: Params, device: Device) -> Result<Self> {
         params.check()?;
         let n = input.n;
         if graph.n() != n {
@@ -270,13 +272,13 @@ impl Trainer {
         tch::manual_seed(params.seed as i64);
         let d = input.x.size()[1] as usize;
         let x = input.x.f_to_device(device)?;
-        let adj = GraphOp::new(graph, device)?;
+        let adj = GraphOp::new(&graph, device)?;
         let batching = if params.batch_size == 0 || params.batch_size >= n {
-            Batching::Full(EdgeTargets::new(graph, &params, device, None)?)
+            Batching::Full(EdgeTargets::new(&graph, &params, device, None)?)
         } else {
             Batching::Mini(MiniBatch {
-                graph: graph.clone(),
-                batcher: Batcher::new(graph, params.batch_size, params.seed ^ 0xBA7C_BA7C),
+                batcher: Batcher::new(&graph, params.batch_size, params.seed ^ 0xBA7C_BA7C),
+                graph,
                 local: vec![u32::MAX; n],
             })
         };
@@ -327,7 +329,7 @@ impl Trainer {
 
     /// The eval-mode embedding (no mask, no dropout, BN running stats, μ).
     fn eval_z(&self) -> Tensor {
-        tch::no_grad(|| self.net.forward(&self.x, &self.adj, false).z)
+        self.net.embed(&self.x, &self.adj)
     }
 
     /// Starts phase 2: k-means on the current embedding gives the centres.
@@ -472,20 +474,42 @@ impl Trainer {
 
     /// The eval-mode outputs. Deterministic: no mask, no sampling.
     pub fn output(&self, with_recon: bool) -> Result<Output> {
+        self.output_as(with_recon, false)
+    }
+
+    /// [`Trainer::output`] with the matrices column-major (R's layout), so
+    /// that R takes them as they are: at millions of spots each R copy of
+    /// the embedding is GBs.
+    pub fn output_col_major(&self, with_recon: bool) -> Result<Output> {
+        self.output_as(with_recon, true)
+    }
+
+    fn output_as(&self, with_recon: bool, col_major: bool) -> Result<Output> {
         let _threads = ThreadGuard::set(self.params.threads);
-        let fw = tch::no_grad(|| self.net.forward(&self.x, &self.adj, false));
-        let to_vec = |t: &Tensor| -> Result<Vec<f64>> {
-            Ok(Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(Device::Cpu).contiguous().view(-1))?)
+        let (z, recon) = if with_recon {
+            let fw = tch::no_grad(|| self.net.forward(&self.x, &self.adj, false));
+            let recon = self.net.recon(&fw, false);
+            (fw.z, Some(recon))
+        } else {
+            (self.eval_z(), None)
         };
-        let n = fw.z.size()[0] as usize;
-        let latent = fw.z.size()[1] as usize;
+        let to_vec = |t: &Tensor| -> Result<Vec<f64>> {
+            let t = t.to_kind(Kind::Double).to_device(Device::Cpu);
+            let t = if col_major { t.transpose(0, 1) } else { t };
+            Ok(Vec::<f64>::try_from(t.contiguous().view(-1))?)
+        };
+        let n = z.size()[0] as usize;
+        let latent = z.size()[1] as usize;
         let dec_ran = self.params.dec && self.epoch > self.params.epochs;
-        let q = if dec_ran { Some(to_vec(&tch::no_grad(|| self.net.soft_assign(&fw.z)))?) } else { None };
-        let recon = if with_recon { Some(to_vec(&self.net.recon(&fw, false))?) } else { None };
+        let q = if dec_ran { Some(to_vec(&tch::no_grad(|| self.net.soft_assign(&z)))?) } else { None };
+        let recon = match recon {
+            Some(r) => Some(to_vec(&r)?),
+            None => None,
+        };
         Ok(Output {
             n,
             latent,
-            embedding: to_vec(&fw.z)?,
+            embedding: to_vec(&z)?,
             q,
             k: self.params.dec_clusters as usize,
             recon,
