@@ -295,9 +295,7 @@ fn sedr_trainer_new(input: Robj, adj_p: &[i32], adj_i: &[i32], mode: &str, opts:
             .map_err(|_| SedrError::Internal("not a SEDR trainer input handle".into()))?;
         let input = slot.0.take().ok_or_else(|| SedrError::Internal("the trainer input was used already".into()))?;
         let n = input.n();
-        let (adj_p, adj_i) = (to_usize(adj_p, "graph")?, to_usize(adj_i, "graph")?);
-        let graph = with_pool(params.threads, || SpatialGraph::from_pattern(n, &adj_p, &adj_i))??;
-        drop((adj_p, adj_i));
+        let graph = with_pool(params.threads, || SpatialGraph::from_slots(n, adj_p, adj_i))??;
         let t = Trainer::from_input(input, graph, params, dev)?;
         Ok(ExternalPtr::new(t).into())
     })

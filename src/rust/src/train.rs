@@ -493,10 +493,22 @@ impl Trainer {
         } else {
             (self.eval_z(), None)
         };
+        // Straight from the float32 values into the vector: a double copy and
+        // its transpose would be two more n × latent temporaries.
         let to_vec = |t: &Tensor| -> Result<Vec<f64>> {
-            let t = t.to_kind(Kind::Double).to_device(Device::Cpu);
-            let t = if col_major { t.transpose(0, 1) } else { t };
-            Ok(Vec::<f64>::try_from(t.contiguous().view(-1))?)
+            let t = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
+            let (rows, cols) = (t.size()[0] as usize, t.size()[1] as usize);
+            if rows * cols == 0 {
+                return Ok(Vec::new());
+            }
+            // SAFETY: a contiguous CPU float tensor of rows·cols elements,
+            // read only while `t` lives.
+            let v = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, rows * cols) };
+            Ok(if col_major {
+                (0..cols).flat_map(|c| (0..rows).map(move |r| v[r * cols + c] as f64)).collect()
+            } else {
+                v.iter().map(|&x| x as f64).collect()
+            })
         };
         let n = z.size()[0] as usize;
         let latent = z.size()[1] as usize;
