@@ -51,7 +51,7 @@ available_memory <- function() {
 #   their gradients, 2 float32 copies of n x (input + encoder + graph encoder
 #   + latent + decoder output); with mini-batches, batch x width for those
 #   plus one eval pass over all spots (no grad, its input exists already, no
-#   reconstruction): n x (encoder + graph encoder + 2 x latent) floats;
+#   reconstruction): n x (2 x the widest layer + latent) floats;
 # * edge_pairs: the edge decoder's latent vectors gathered for every positive
 #   and negative pair, 2 float32 latent vectors per pair;
 # * negatives: their indices and weights, twice (draw and grouping);
@@ -86,7 +86,9 @@ estimate_training_memory <- function(n_spots, n_features, input_dims, nnz_graph,
   # eval passes (DEC target, output) still run once over all spots, no grad.
   b <- resolve_batch_size(options$batch.size, n)
   frac <- if (b > 0) b / n else 1
-  eval_pass <- if (on_gpu) 0 else n * (hidden + latent) * 4
+  # The eval pass's peak: two n x widest-layer tensors (a layer's output and
+  # its batch norm) and the embedding.
+  eval_pass <- if (on_gpu) 0 else n * (2 * max(options$feat.hidden1, options$gcn.hidden1) + latent) * 4
   k <- if (isTRUE(dec)) options$dec.clusters else 0
   stages <- list(
     build = c(build = 16 * edges),

@@ -238,6 +238,21 @@ fn row_major_f32(x_col_major: &[f64], n: usize, d: usize) -> Result<Tensor> {
     Ok(x)
 }
 
+/// ‖x_i‖² of every row, a block of rows at a time: x.square() whole would be
+/// a temporary as large as the input (4 GB at 5 M spots × 200 PCs). Each
+/// row is reduced as it would be in one piece.
+fn row_norms(x: &Tensor) -> Result<Tensor> {
+    const ROWS: i64 = 16384;
+    let n = x.size()[0];
+    tch::no_grad(|| {
+        let parts = (0..n)
+            .step_by(ROWS as usize)
+            .map(|a| Ok(x.f_narrow(0, a, ROWS.min(n - a))?.f_square()?.f_sum_dim_intlist(1, false, None::<Kind>)?))
+            .collect::<Result<Vec<Tensor>>>()?;
+        Ok(Tensor::f_cat(&parts, 0)?)
+    })
+}
+
 impl Trainer {
     /// `x` holds n × d features, column-major (as R stores a matrix).
     pub fn new(x_col_major: &[f64], n: usize, d: usize, graph: &SpatialGraph, params: Params, device: Device) -> Result<Self> {
@@ -293,7 +308,7 @@ impl Trainer {
             vs,
             net,
             opt,
-            xx: tch::no_grad(|| x.square().sum_dim_intlist(1, false, None::<Kind>)),
+            xx: row_norms(&x)?,
             x,
             adj,
             batching,
