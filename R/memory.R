@@ -62,9 +62,9 @@ available_memory <- function() {
 #   (x4: also the expression-scale copy).
 # Checked against the CPU trainer's peak RSS increase (bench/README.md,
 # "Stages"): at a million spots with mini-batches, 200 PCs, k = 12, the
-# stages measured +1.0 (build), +1.3 (training) and +1.4 GiB (output) over
-# the resident size before the trainer was made, against an estimate of
-# 1.9 GiB; full batch, at 50k-200k spots (calibrated then): 10.5 KB per spot
+# stages measured +0.18 (build), +0.88 (training) and +0.89 GiB (output)
+# over the resident size before the trainer was made, against an estimate
+# of 1.48 GiB; full batch, at 50k-200k spots (calibrated then): 10.5 KB per spot
 # at 200 PCs, 7.6 KB at 30 PCs and 95 KB in imputation with 2000 genes,
 # against 15.6, 11.0 and 124 KB here. With a CUDA device the activations,
 # pairs, negatives and DEC live on the GPU, so only the host copies of the
