@@ -313,19 +313,25 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
 
   # Where the model will live, for the memory guard.
   train_device <- if (device == "auto") (if (isTRUE(SEDRBackendInfo()$cuda_available)) "cuda" else "cpu") else device
+  mixes <- !is.null(group_int) && max(group_int) > 0 && mode == "clustering"
+  # The native recipe writes the PCs straight into the trainer's float32
+  # input, unless R needs them (integrate = "mnn" corrects them in R).
+  direct_input <- .native_recipe() && !(integrate == "mnn" && mixes)
   # A first memory check before the (long) preprocessing, with what is known
   # now: a lower bound of the graph (n x k) and at most npcs / n.hvg inputs.
   if (is.null(input) && mode == "clustering" && is.numeric(npcs) && length(npcs) == 1 && is.finite(npcs)) {
     check_memory(n, nrow(counts), min(npcs, nrow(counts), n - 1), n * k.neighbors, mode, train_device,
-                 options = options, dec = dec)
+                 options = options, dec = dec, input = if (direct_input) "float32" else "doubles")
   }
 
   # 1. Model input. Clustering: the sparse recipe (native: its passes in the
   # Rust core, see .preprocess_native) and a sparse PCA (the spots x genes
   # matrix is never dense). Imputation trains on the scaled genes themselves,
-  # which are dense (the R recipe).
+  # which are dense (the R recipe). With `direct_input` the PCs come back as
+  # the trainer's input (`x_handle`); `x` holds R's copy otherwise.
   t0 <- tic()
   prep <- NULL
+  x <- x_handle <- NULL
   if (is.null(input)) {
     check_counts_values(counts)
     all_genes <- rownames(counts)
@@ -337,7 +343,8 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
     recipe <- function(counts, n.hvg, min.spots, min.counts) {
       if (!dense && .native_recipe()) {
         .preprocess_native(counts, n.hvg = n.hvg, min.spots = min.spots, min.counts = min.counts,
-                           npcs = npcs, seed = seed, n.threads = n.threads, normalize = normalize)
+                           npcs = npcs, seed = seed, n.threads = n.threads, normalize = normalize,
+                           as.input = direct_input)
       } else {
         .preprocess_counts(counts, n.hvg = n.hvg, min.spots = min.spots, min.counts = min.counts,
                            dense = dense, normalize = normalize)
@@ -371,16 +378,23 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
                                     seed = seed, device = "cpu", n.threads = n.threads)
         prep$norm <- NULL
       }
-      x <- prep$pcs$scores
-      prep$pcs <- NULL
-      say("Preprocessed %d spots: %d genes, %d PCs.", n, length(prep$features), ncol(x))
+      x_handle <- prep$input
+      input_dims <- prep$input.dims
+      if (is.null(x_handle)) {
+        x <- prep$pcs$scores
+        input_dims <- ncol(x)
+      }
+      prep$pcs <- prep$input <- NULL
+      say("Preprocessed %d spots: %d genes, %d PCs.", n, length(prep$features), input_dims)
     } else {
       x <- prep$scaled
+      input_dims <- ncol(x)
       prep$scaled <- NULL
       say("Preprocessed %d spots: %d scaled genes (imputation input).", n, length(prep$features))
     }
   } else {
     x <- input
+    input_dims <- ncol(x)
     if (mode == "imputation") {
       sedr_abort("imputation needs expression, not a reduction; drop `reduction`.", arg = "reduction")
     }
@@ -401,7 +415,6 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   # section and corrected by mutual nearest neighbours before training;
   # "soft" corrects the trained embedding (step 3).
   n_pairs <- NA_integer_
-  mixes <- !is.null(group_int) && max(group_int) > 0 && mode == "clustering"
   if (integrate == "mnn" && mixes) {
     t0 <- tic()
     # options(SEDR.mnn.sigma =) sets the correction's bandwidth (benchmarks).
@@ -417,8 +430,9 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   # 3. Training.
   collect_if_large(n)
   options$batch.size <- resolve_batch_size(options$batch.size, n)
-  check_memory(n, if (is.null(prep)) ncol(x) else length(prep$features), ncol(x),
-               length(graph@i), mode, train_device, options = options, dec = dec)
+  check_memory(n, if (is.null(prep)) input_dims else length(prep$features), input_dims,
+               length(graph@i), mode, train_device, options = options, dec = dec,
+               input = if (is.null(x_handle)) "doubles" else "made")
   t0 <- tic()
   info <- SEDRBackendInfo()
   say("Training on %s (%d thread%s): %d epochs%s%s.",
@@ -431,10 +445,11 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
       } else "")
   # The trainer keeps a float32 copy of the input; the doubles (1.6 GB at a
   # million spots x 200 PCs) go before it builds its graph structures.
-  x_handle <- sedr_trainer_input(x)
-  input_dims <- ncol(x)
-  rm(x)
-  collect_if_large(n)
+  if (is.null(x_handle)) {
+    x_handle <- sedr_trainer_input(x)
+    rm(x)
+    collect_if_large(n)
+  }
   trainer <- sedr_trainer_new(x_handle, graph, mode = mode, epochs = epochs, dec = dec, options = options,
                               device = device, n.threads = n.threads, seed = seed)
   rm(x_handle)
@@ -444,7 +459,10 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   rm(trainer)
   collect_if_large(n)
   timings["train"] <- tic() - t0
+  # Taken out of `fit`, so that setting their dimnames does not copy them.
   emb <- fit$embedding
+  dec_q <- fit$q
+  fit$embedding <- fit$q <- NULL
   dimnames(emb) <- list(spots, paste0("SEDR_", seq_len(ncol(emb))))
   soft_rounds <- NA_integer_
   if (integrate == "soft" && mixes) {
@@ -458,7 +476,7 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
         mixed$clusters, mixed$rounds, n_pairs)
     rm(mixed)
   }
-  if (!is.null(fit$q)) dimnames(fit$q) <- list(spots, paste0("DEC_", seq_len(ncol(fit$q))))
+  if (!is.null(dec_q)) dimnames(dec_q) <- list(spots, paste0("DEC_", seq_len(ncol(dec_q))))
   denoised <- NULL
   if (!is.null(fit$recon)) {
     z <- fit$recon
@@ -478,7 +496,7 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   # The sections go with the coordinates: sections may share a coordinate
   # frame, and SEDRClusters() refines labels within each section only.
   sections <- if (is.null(group)) NULL else stats::setNames(as.character(group), spots)
-  list(embedding = emb, dec.q = fit$q, denoised = denoised, losses = fit$losses, graph = graph, coords = coords,
+  list(embedding = emb, dec.q = dec_q, denoised = denoised, losses = fit$losses, graph = graph, coords = coords,
        sections = sections,
        features = if (is.null(prep)) NULL else prep$features, params = params, device = fit$device,
        timings = timings, versions = sedr_versions())

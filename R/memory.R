@@ -32,50 +32,79 @@ available_memory <- function() {
   avail
 }
 
-# Estimated peak host bytes of training (and of returning its output), by part:
+# Estimated peak host bytes of training (and of returning its output): the
+# parts held throughout (`graph`, `input`) plus those of the largest of three
+# stages, which follow one another (their transients are freed in between):
+# building the trainer (`build`), training (`activations`, `edge_pairs`,
+# `negatives`, `dec`) and returning the output (`output`). Returned by part
+# (the parts of the largest stage only); the sum is the estimate.
+# * graph: Â as indices (8 bytes) and a float weight (4) per entry of A + I,
+#   with in full batch the edge loss's pairs and sampler (3 x (8 + 8 + 4) per
+#   entry in all), with mini-batches the graph the batches are cut from
+#   (8 + 8 per entry) instead;
+# * input: `input = "doubles"`: the R doubles passed in plus their float32
+#   tensor; "float32": that tensor only (the native recipe writes the PCs
+#   into it); "made": nothing, the tensor exists already;
+# * build: the graph's transients while the trainer is made (a copy of the
+#   pattern and the unsorted rows, 16 bytes per entry);
 # * activations: the layers' n x width outputs kept for the backward pass and
 #   their gradients, 2 float32 copies of n x (input + encoder + graph encoder
 #   + latent + decoder output); with mini-batches, batch x width for those
-#   plus one n x width eval pass;
-# * graph: A + I as indices (8 + 8 bytes) and a float weight (4), held ~3
-#   times (graph operator, edge-loss pairs, sampler);
+#   plus one eval pass over all spots (no grad, its input exists already, no
+#   reconstruction): n x (2 x the widest layer + latent) floats;
 # * edge_pairs: the edge decoder's latent vectors gathered for every positive
 #   and negative pair, 2 float32 latent vectors per pair;
 # * negatives: their indices and weights, twice (draw and grouping);
 # * dec: DEC's n x K assignment, target and gradients;
-# * input: the R doubles passed in plus their float32 tensor;
-# * output: the embedding as R doubles (x3: Rust, R vector, matrix) and, in
-#   imputation, the denoised genes (x4: also the expression-scale copy).
-# Calibrated on the CPU trainer (peak RSS increase of the training call,
-# linear in n over 50k-200k spots, k = 12): 10.5 KB per spot at 200 PCs,
-# 7.6 KB at 30 PCs and 95 KB in imputation with 2000 genes, against estimates
-# of 15.6, 11.0 and 124 KB here (x1.3-1.5; the margin covers allocator slack
-# and changes to the model). With a CUDA device the activations, pairs, negatives
-# and DEC live on the GPU, so only the host copies of the graph, the inputs
-# and the outputs count.
+# * output: the eval pass again, or the embedding as doubles (x3 at most:
+#   the cast, its transpose and the vector R copies), whichever is larger,
+#   with the DEC assignment likewise and, in imputation, the denoised genes
+#   (x4: also the expression-scale copy).
+# Checked against the CPU trainer's peak RSS increase (bench/README.md,
+# "Stages"): at a million spots with mini-batches, 200 PCs, k = 12, the
+# stages measured +0.18 (build), +0.88 (training) and +0.89 GiB (output)
+# over the resident size before the trainer was made, against an estimate
+# of 1.48 GiB; full batch, at 50k-200k spots (calibrated then): 10.5 KB per spot
+# at 200 PCs, 7.6 KB at 30 PCs and 95 KB in imputation with 2000 genes,
+# against 15.6, 11.0 and 124 KB here. With a CUDA device the activations,
+# pairs, negatives and DEC live on the GPU, so only the host copies of the
+# graph, the inputs and the outputs count.
 estimate_training_memory <- function(n_spots, n_features, input_dims, nnz_graph, mode, device,
-                                     options = SEDROptions(), dec = TRUE) {
+                                     options = SEDROptions(), dec = TRUE,
+                                     input = c("doubles", "float32", "made")) {
+  input <- match.arg(input)
   n <- as.numeric(n_spots)
   d <- as.numeric(input_dims)
   edges <- as.numeric(nnz_graph) + n  # A + I
   latent <- options$feat.hidden2 + options$gcn.hidden2
-  width <- d + options$feat.hidden1 + options$feat.hidden2 + options$gcn.hidden1 +
-    2 * options$gcn.hidden2 + latent + d
+  hidden <- options$feat.hidden1 + options$feat.hidden2 + options$gcn.hidden1 +
+    2 * options$gcn.hidden2 + latent
+  width <- d + hidden + d
   neg_ratio <- options$neg.ratio %||% (if (mode == "imputation") 0 else 1)
   on_gpu <- is.character(device) && startsWith(device, "cuda")
   # Mini-batches: the backward pass and the edge loss see one batch; the
   # eval passes (DEC target, output) still run once over all spots, no grad.
   b <- resolve_batch_size(options$batch.size, n)
   frac <- if (b > 0) b / n else 1
-  c(
-    activations = if (on_gpu) 0 else 2 * n * frac * width * 4 + if (b > 0) n * width * 4 else 0,
-    graph = 3 * edges * (8 + 8 + 4),
-    edge_pairs = if (on_gpu) 0 else frac * (1 + neg_ratio) * edges * 2 * latent * 4,
-    negatives = if (on_gpu) 0 else frac * 2 * neg_ratio * edges * (8 + 8 + 4),
-    dec = if (on_gpu || !isTRUE(dec)) 0 else 6 * n * options$dec.clusters * 4,
-    input = n * d * (8 + 4),
-    output = 3 * n * latent * 8 + if (mode == "imputation") 4 * n * as.numeric(n_features) * 8 else 0
+  # The eval pass's peak: two n x widest-layer tensors (a layer's output and
+  # its batch norm) and the embedding.
+  eval_pass <- if (on_gpu) 0 else n * (2 * max(options$feat.hidden1, options$gcn.hidden1) + latent) * 4
+  k <- if (isTRUE(dec)) options$dec.clusters else 0
+  stages <- list(
+    build = c(build = 16 * edges),
+    training = c(
+      activations = if (on_gpu) 0 else 2 * n * frac * width * 4 + if (b > 0) eval_pass else 0,
+      edge_pairs = if (on_gpu) 0 else frac * (1 + neg_ratio) * edges * 2 * latent * 4,
+      negatives = if (on_gpu) 0 else frac * 2 * neg_ratio * edges * (8 + 8 + 4),
+      dec = if (on_gpu) 0 else 6 * n * k * 4
+    ),
+    output = c(output = max(eval_pass, 3 * n * (latent + k) * 8) +
+                 if (mode == "imputation") 4 * n * as.numeric(n_features) * 8 else 0)
   )
+  peak <- which.max(vapply(stages, sum, numeric(1)))
+  c(graph = (if (b > 0) 20 + 16 else 3 * 20) * edges,
+    input = n * d * switch(input, doubles = 8 + 4, float32 = 4, made = 0),
+    stages[[peak]])
 }
 
 format_bytes <- function(b) {
@@ -89,9 +118,9 @@ format_bytes <- function(b) {
 # returns the estimate (bytes, with the parts and the limit as attributes)
 # invisibly otherwise, or when the available memory cannot be read.
 check_memory <- function(n_spots, n_features, input_dims, nnz_graph, mode, device,
-                         options = SEDROptions(), dec = TRUE) {
+                         options = SEDROptions(), dec = TRUE, input = "doubles") {
   parts <- estimate_training_memory(n_spots, n_features, input_dims, nnz_graph, mode, device,
-                                    options = options, dec = dec)
+                                    options = options, dec = dec, input = input)
   need <- sum(parts)
   avail <- available_memory()
   if (is.finite(avail) && need > avail) {

@@ -326,12 +326,17 @@
 # the implicitly scaled CPM (sedr_pca_sparse's). The CPM is built in Rust
 # and never returned, so R holds no copy of the counts but the input.
 # Returns .preprocess_counts(dense = FALSE)'s fields but `norm`, plus `pcs`
-# (scores, sdev, loadings as sedr_pca_sparse()). The R recipe stays the
+# (scores, sdev, loadings as sedr_pca_sparse()). With `as.input = TRUE` the
+# scores go straight into the trainer's float32 input instead (`input`, a
+# handle for sedr_trainer_new(), with `input.dims` columns; `pcs$scores` is
+# NULL): R never holds them as doubles (8 GB at 5 M spots x 200 PCs, and
+# the Rust copy they were made from another 8). The R recipe stays the
 # reference (tests compare both) and is used for imputation, which needs
 # the dense scaled genes; options(SEDR.recipe = "r") selects it everywhere.
 .preprocess_native <- function(counts, n.hvg = 2000, min.spots = 50,
                                min.counts = 10, npcs = 200, seed = 1L,
-                               n.threads = 1L, device = "cpu", normalize = "cpm") {
+                               n.threads = 1L, device = "cpu", normalize = "cpm",
+                               as.input = FALSE) {
   n.hvg <- .check_whole(n.hvg, "n.hvg", min = 1)
   min.spots <- .check_whole(min.spots, "min.spots", min = 0)
   .check_number(min.counts, "min.counts")
@@ -367,11 +372,15 @@
   res <- unwrap_rust(.Call(wrap__sedr_recipe_pca, counts@p, counts@i,
                            counts@x, g, as.integer(sel - 1L), st$totals,
                            normalize, as.integer(npcs), as.integer(seed), threads,
-                           device, .pca_method()))
+                           device, .pca_method(), isTRUE(as.input)))
+  input <- res$input
+  res$input <- NULL
+  if (!is.null(input)) res$scores <- NULL
   list(features = features, center = stats::setNames(res$center, features),
        scale = stats::setNames(res$scale, features),
        constant = stats::setNames(res$constant, features),
-       pcs = pca_result(res, n, length(sel), npcs, colnames(counts), features))
+       pcs = pca_result(res, n, length(sel), npcs, colnames(counts), features),
+       input = input, input.dims = if (!is.null(input)) as.integer(npcs))
 }
 
 # TRUE unless options(SEDR.recipe = "r") selects the R reference recipe.

@@ -49,10 +49,18 @@ sedr_train <- function(trainer, n, mode, epochs, dec, options, verbose) {
     chunk <- as.integer(max(1, min(50, floor(0.5 / max(per_epoch, 1e-4)))))
   }
   if (verbose) cli::cli_progress_done()
+  # Column-major from Rust: each matrix is taken out of `out` and given its
+  # dim in place, with no copy (GBs each at millions of spots).
   out <- unwrap_rust(.Call(wrap__sedr_trainer_output, trainer, mode == "imputation"))
-  emb <- matrix(out$embedding, nrow = n, byrow = TRUE)
-  q <- if (!is.null(out$q)) matrix(out$q, nrow = n, byrow = TRUE) else NULL
-  recon <- if (!is.null(out$recon)) matrix(out$recon, nrow = n, byrow = TRUE) else NULL
+  as_matrix <- function(name) {
+    v <- out[[name]]
+    out[[name]] <<- NULL
+    if (!is.null(v)) dim(v) <- c(n, length(v) %/% n)
+    v
+  }
+  emb <- as_matrix("embedding")
+  q <- as_matrix("q")
+  recon <- as_matrix("recon")
   losses <- do.call(rbind, history)
   list(embedding = emb, q = q, recon = recon, losses = losses, device = out$device,
        n.parameters = out$n_parameters)
@@ -107,10 +115,13 @@ sedr_pca_sparse <- function(x, center, scale, npcs, seed, device = "cpu", n.thre
 # list(scores = n spots x npcs, sdev, loadings = g genes x npcs), named.
 pca_result <- function(res, n, g, npcs, spots, genes) {
   # Taken out of `res` first, so that setting dim does not copy the scores.
+  # NULL when the recipe made them the trainer's input instead.
   scores <- res$scores
   res$scores <- NULL
-  dim(scores) <- c(n, npcs)
-  dimnames(scores) <- list(spots, paste0("PC_", seq_len(npcs)))
+  if (!is.null(scores)) {
+    dim(scores) <- c(n, npcs)
+    dimnames(scores) <- list(spots, paste0("PC_", seq_len(npcs)))
+  }
   loadings <- matrix(res$loadings, nrow = g)
   dimnames(loadings) <- list(genes, paste0("PC_", seq_len(npcs)))
   list(scores = scores, sdev = res$sdev / sqrt(max(1, n - 1)), loadings = loadings)

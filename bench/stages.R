@@ -71,10 +71,11 @@ run_child <- function(data, n_threads, seed) {
   t3 <- proc.time()[["elapsed"]]
   tm <- res$timings
   peak <- peak_rss_mb()
-  # The guard's estimate with what RunSEDR() knew before training.
+  # The guard's estimate with what RunSEDR() knew before training (the
+  # native recipe has made the trainer's input by then; the R one has not).
   est <- sum(asNamespace("SEDR")$estimate_training_memory(
     ncol(counts), res$params$n.hvg, res$params$input.dims, length(res$graph@i), "clustering", "cpu",
-    dec = res$params$dec)) / 1024^2
+    dec = res$params$dec, input = if (recipe == "r") "doubles" else "made")) / 1024^2
   cat(sprintf("STAGES|%.2f|%.2f|%.2f|%.2f|%.2f|%.2f|%.0f|%d|%d|%.0f|%.0f|%.0f\n", read_s, tm[["preprocess"]],
               tm[["graph"]], tm[["train"]], t3 - t2, t3 - t1, peak, ncol(counts),
               nrow(counts), load_peak, start_rss, est))

@@ -135,6 +135,39 @@ test_that("the native recipe treats stored zeros as the R recipe", {
   expect_same_recipe(nat, ref)
 })
 
+test_that("the PCs made straight into the trainer's input train as R's PCs do", {
+  sim <- SimulateSpatialTissue(n.rows = 20, n.cols = 20, n.genes = 200, seed = 5)
+  args <- list(sim$counts, n.hvg = 60, min.spots = 10, min.counts = 10, npcs = 12, seed = 2)
+  graph <- BuildSpatialGraph(sim$coords[colnames(sim$counts), ], k.neighbors = 6)
+  opts <- SEDROptions()
+  fit <- function(handle) {
+    tr <- sedr_trainer_new(handle, graph, mode = "clustering", epochs = 6, dec = TRUE,
+                           options = modifyList(opts, list(dec.epochs = 4, dec.interval = 2)),
+                           device = "cpu", n.threads = 1L, seed = 9L)
+    sedr_train(tr, ncol(sim$counts), "clustering", 6, TRUE, modifyList(opts, list(dec.epochs = 4)), FALSE)
+  }
+  for (pca in c("gram", "sparse", "exact")) {
+    old <- options(SEDR.pca = pca)
+    r <- do.call(.preprocess_native, args)
+    direct <- do.call(.preprocess_native, c(args, as.input = TRUE))
+    options(old)
+    expect_null(r$input)
+    expect_null(direct$pcs$scores)
+    expect_identical(direct$input.dims, 12L)
+    expect_identical(direct$pcs$loadings, r$pcs$loadings)
+    expect_identical(direct$pcs$sdev, r$pcs$sdev)
+    a <- fit(sedr_trainer_input(r$pcs$scores))
+    b <- fit(direct$input)
+    expect_identical(b$embedding, a$embedding)
+    expect_identical(b$q, a$q)
+    expect_identical(b$losses, a$losses)
+  }
+  # A handle is used up by the trainer.
+  direct <- do.call(.preprocess_native, c(args, as.input = TRUE))
+  invisible(fit(direct$input))
+  expect_error(fit(direct$input), "used already")
+})
+
 test_that("the native recipe rejects bad input with classed errors", {
   sim <- SimulateSpatialTissue(n.rows = 10, n.cols = 10, n.genes = 120, seed = 1)
   x <- sim$counts

@@ -197,20 +197,28 @@ fn sedr_recipe_clipped(p: &[i32], i: &[i32], x: &[f64], g: i32, mu: &[f64], sd: 
 }
 
 /// CPM of the selected genes (`selected`: 0-based, increasing), their
-/// moments and the sparse PCA of their z-scores.
+/// moments and the sparse PCA of their z-scores. With `as_input` the scores
+/// come back as a trainer input handle (`input`, for sedr_trainer_new; see
+/// `TrainerInput`) instead of R doubles (`scores`).
 /// @noRd
 #[extendr]
 #[allow(clippy::too_many_arguments)]
-fn sedr_recipe_pca(p: &[i32], i: &[i32], x: &[f64], g: i32, selected: &[i32], totals: &[f64], normalize: &str, k: i32, seed: i32, threads: i32, device: &str, method: &str) -> Robj {
+fn sedr_recipe_pca(p: &[i32], i: &[i32], x: &[f64], g: i32, selected: &[i32], totals: &[f64], normalize: &str, k: i32, seed: i32, threads: i32, device: &str, method: &str, as_input: bool) -> Robj {
     guarded(|| {
         let dev = parse_device(device)?;
         let method = crate::pca::Method::parse(method)?;
         let how = crate::recipe::Normalize::parse(normalize)?;
         let csr = counts_view(p, i, x, g)?;
         let sel = to_usize(selected, "features")?;
-        let r = crate::recipe::recipe_pca(&csr, &sel, totals, how, k.max(0) as usize, seed as u32 as u64, threads.max(1) as usize, dev, method)?;
+        let out = if as_input { crate::pca::Scores::Input } else { crate::pca::Scores::R };
+        let r = crate::recipe::recipe_pca(&csr, &sel, totals, how, k.max(0) as usize, seed as u32 as u64, threads.max(1) as usize, dev, method, out)?;
+        let input: Robj = match r.pca.input {
+            Some(t) => ExternalPtr::new(TrainerInput(Some(crate::train::Input::from_rows(t)?))).into(),
+            None => null(),
+        };
         Ok(list!(
             scores = r.pca.scores,
+            input = input,
             sdev = r.pca.sdev,
             loadings = r.pca.loadings,
             center = r.moments.center,
@@ -288,10 +296,8 @@ fn sedr_trainer_new(input: Robj, adj_p: &[i32], adj_i: &[i32], mode: &str, opts:
             .map_err(|_| SedrError::Internal("not a SEDR trainer input handle".into()))?;
         let input = slot.0.take().ok_or_else(|| SedrError::Internal("the trainer input was used already".into()))?;
         let n = input.n();
-        let (adj_p, adj_i) = (to_usize(adj_p, "graph")?, to_usize(adj_i, "graph")?);
-        let graph = with_pool(params.threads, || SpatialGraph::from_pattern(n, &adj_p, &adj_i))??;
-        drop((adj_p, adj_i));
-        let t = Trainer::from_input(input, &graph, params, dev)?;
+        let graph = with_pool(params.threads, || SpatialGraph::from_slots(n, adj_p, adj_i))??;
+        let t = Trainer::from_input(input, graph, params, dev)?;
         Ok(ExternalPtr::new(t).into())
     })
 }
@@ -340,7 +346,7 @@ fn sedr_trainer_step(ptr: Robj, n_epochs: i32) -> Robj {
 fn sedr_trainer_output(ptr: Robj, with_recon: bool) -> Robj {
     guarded(|| {
         let t = trainer(&ptr)?;
-        let o = t.output(with_recon)?;
+        let o = t.output_col_major(with_recon)?;
         let opt = |v: Option<Vec<f64>>| v.map(Robj::from).unwrap_or_else(null);
         Ok(list!(
             embedding = o.embedding,

@@ -183,26 +183,57 @@ pub fn build_graph(coords: &Coords, groups: Option<&[i32]>, how: Neighbours) -> 
 
 /// A ∪ Aᵀ with unit weights, sorted indices, no duplicates.
 fn symmetrise(n: usize, lists: &[Vec<usize>]) -> CsMat<f64> {
-    let mut rows: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, l) in lists.iter().enumerate() {
-        for &j in l {
-            rows[i].push(j);
-            rows[j].push(i);
+    symmetrise_rows(n, |i| lists[i].iter().copied())
+}
+
+/// [`symmetrise`] of the rows `row(i)` (self loops dropped), in one flat
+/// buffer: each row's entries are counted, placed, sorted and deduplicated
+/// in place. At millions of spots a vector per row (and a second set of
+/// them for the transpose) cost several times the graph itself.
+fn symmetrise_rows<I: Iterator<Item = usize>>(n: usize, row: impl Fn(usize) -> I) -> CsMat<f64> {
+    let mut start = vec![0usize; n + 1];
+    for i in 0..n {
+        for j in row(i).filter(|&j| j != i) {
+            start[i + 1] += 1;
+            start[j + 1] += 1;
         }
     }
-    rows.par_iter_mut().for_each(|r| {
-        r.sort_unstable();
-        r.dedup();
-    });
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    let mut buf = vec![0usize; start[n]];
+    let mut next = start.clone();
+    for i in 0..n {
+        for j in row(i).filter(|&j| j != i) {
+            buf[next[i]] = j;
+            next[i] += 1;
+            buf[next[j]] = i;
+            next[j] += 1;
+        }
+    }
+    drop(next);
+    // Sort and deduplicate each row, moving it to the front of the buffer.
     let mut indptr = Vec::with_capacity(n + 1);
     indptr.push(0usize);
-    let mut indices = Vec::with_capacity(rows.iter().map(Vec::len).sum());
-    for r in &rows {
-        indices.extend_from_slice(r);
-        indptr.push(indices.len());
+    let mut len = 0;
+    for i in 0..n {
+        let r = &mut buf[start[i]..start[i + 1]];
+        r.sort_unstable();
+        let mut kept = 0;
+        for t in 0..r.len() {
+            if t == 0 || r[t] != r[kept - 1] {
+                r[kept] = r[t];
+                kept += 1;
+            }
+        }
+        buf.copy_within(start[i]..start[i] + kept, len);
+        len += kept;
+        indptr.push(len);
     }
-    let data = vec![1.0; indices.len()];
-    CsMat::new((n, n), indptr, indices, data)
+    buf.truncate(len);
+    buf.shrink_to_fit();
+    let data = vec![1.0; len];
+    CsMat::new((n, n), indptr, buf, data)
 }
 
 impl SpatialGraph {
@@ -211,21 +242,28 @@ impl SpatialGraph {
     /// caller. The pattern is checked, self loops are dropped and the result
     /// is union-symmetrised, so any user-supplied adjacency becomes valid A.
     pub fn from_pattern(n: usize, indptr: &[usize], indices: &[usize]) -> Result<SpatialGraph> {
+        Self::from_slots(n, indptr, indices)
+    }
+
+    /// [`SpatialGraph::from_pattern`] of R's slots as they are (0-based
+    /// `i32`; negative ones refused), without a converted copy of them.
+    pub fn from_slots<T: Copy + TryInto<usize>>(n: usize, indptr: &[T], indices: &[T]) -> Result<SpatialGraph> {
         let bad = |m: &str| Err(SedrError::input("graph", format!("{m}; pass the output of BuildSpatialGraph()")));
-        if indptr.len() != n + 1 || indptr[0] != 0 || indptr[n] != indices.len() {
+        let ix = |v: T| v.try_into().ok();
+        if indptr.len() != n + 1 || ix(indptr[0]) != Some(0) || ix(indptr[n]) != Some(indices.len()) {
             return bad("the sparse pattern does not match the number of spots");
         }
-        if indptr.windows(2).any(|w| w[0] > w[1]) {
+        if indptr.iter().any(|&v| ix(v).is_none()) || indptr.windows(2).any(|w| ix(w[0]) > ix(w[1])) {
             return bad("the column pointers are not monotone");
         }
-        if indices.iter().any(|&j| j >= n) {
+        if indices.iter().any(|&j| ix(j).is_none_or(|j| j >= n)) {
             return bad("a neighbour index is out of range");
         }
-        let lists: Vec<Vec<usize>> = (0..n)
-            .map(|i| indices[indptr[i]..indptr[i + 1]].iter().copied().filter(|&j| j != i).collect())
-            .collect();
-        Ok(SpatialGraph { adj: symmetrise(n, &lists) })
+        // Checked above: every value converts.
+        let at = |v: T| ix(v).unwrap_or(0);
+        Ok(SpatialGraph { adj: symmetrise_rows(n, |i| indices[at(indptr[i])..at(indptr[i + 1])].iter().map(move |&j| at(j))) })
     }
+
     pub fn n(&self) -> usize {
         self.adj.rows()
     }

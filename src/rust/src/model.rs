@@ -50,23 +50,61 @@ impl GraphOp {
     /// Â = D^-1/2 (A+I) D^-1/2 of the graph. The backward pass applies Â in
     /// place of Âᵀ, so Â must be symmetric: `SpatialGraph`'s constructors
     /// union-symmetrise, and a hand-made asymmetric one is refused here.
+    ///
+    /// Written straight into its tensors from A, row by row (the entries of
+    /// [`SpatialGraph::gcn_operator`], the same values in the same order):
+    /// at millions of spots that operator, its triplets and host copies of
+    /// the tensors cost several times the tensors themselves.
     pub fn new(g: &SpatialGraph, device: Device) -> crate::error::Result<Self> {
-        let op = g.gcn_operator();
-        let symmetric = op.outer_iterator().enumerate().all(|(i, row)| {
-            row.iter().all(|(j, v)| op.outer_view(j).and_then(|r| r.get(i).copied()).is_some_and(|w| (w - v).abs() <= 1e-12 * v.abs().max(1.0)))
-        });
+        let adj = &g.adj;
+        let n = g.n();
+        let symmetric = adj
+            .outer_iterator()
+            .enumerate()
+            .all(|(i, row)| row.iter().all(|(j, _)| adj.outer_view(j).is_some_and(|r| r.indices().binary_search(&i).is_ok())));
         if !symmetric {
             return Err(crate::error::SedrError::input("graph", "the adjacency is not symmetric; build it with BuildSpatialGraph()"));
         }
-        let indptr: Vec<i64> = op.indptr().raw_storage().iter().map(|&v| v as i64).collect();
-        let cols: Vec<i64> = op.indices().iter().map(|&v| v as i64).collect();
-        let vals: Vec<f32> = op.data().iter().map(|&v| v as f32).collect();
-        Ok(GraphOp {
-            indptr: Tensor::from_slice(&indptr).f_to_device(device)?,
-            cols: Tensor::from_slice(&cols).f_to_device(device)?,
-            vals: Tensor::from_slice(&vals).f_to_device(device)?,
-            n: g.n() as i64,
-        })
+        let deg: Vec<f64> = g.degrees().iter().map(|&d| d as f64 + 1.0).collect();
+        let nnz = adj.nnz() + n;
+        let mut indptr = Tensor::f_empty([n as i64 + 1], (Kind::Int64, Device::Cpu))?;
+        let mut cols = Tensor::f_empty([nnz as i64], (Kind::Int64, Device::Cpu))?;
+        let mut vals = Tensor::f_empty([nnz as i64], (Kind::Float, Device::Cpu))?;
+        {
+            // SAFETY: fresh contiguous CPU tensors of these lengths and kinds,
+            // not otherwise accessed while the slices live.
+            let p = unsafe { std::slice::from_raw_parts_mut(indptr.data_ptr() as *mut i64, n + 1) };
+            let c = unsafe { std::slice::from_raw_parts_mut(cols.data_ptr() as *mut i64, nnz) };
+            let v = unsafe { std::slice::from_raw_parts_mut(vals.data_ptr() as *mut f32, nnz) };
+            let mut e = 0;
+            p[0] = 0;
+            for (i, row) in adj.outer_iterator().enumerate() {
+                let mut put = |j: usize| {
+                    c[e] = j as i64;
+                    v[e] = (1.0 / (deg[i] * deg[j]).sqrt()) as f32;
+                    e += 1;
+                };
+                // A's row is sorted and holds no self loop: I goes in order.
+                let mut self_done = false;
+                for (j, _) in row.iter() {
+                    if !self_done && j > i {
+                        put(i);
+                        self_done = true;
+                    }
+                    put(j);
+                }
+                if !self_done {
+                    put(i);
+                }
+                p[i + 1] = e as i64;
+            }
+        }
+        if device != Device::Cpu {
+            indptr = indptr.f_to_device(device)?;
+            cols = cols.f_to_device(device)?;
+            vals = vals.f_to_device(device)?;
+        }
+        Ok(GraphOp { indptr, cols, vals, n: n as i64 })
     }
 
     pub fn n(&self) -> i64 {
@@ -304,7 +342,11 @@ impl FullBlock {
         FullBlock { hidden: false, ..FullBlock::new(vs, d_in, d_out, 0.0, full_batch_eval) }
     }
 
-    fn finish(&self, pre: &Tensor, train: bool, noise: &Noise) -> Tensor {
+    /// BN, then ELU and dropout for a hidden block. `pre` is taken so that
+    /// an eval pass (no grad) frees it after the BN and applies the ELU in
+    /// place: two n × width tensors at its peak instead of three (the same
+    /// values; at millions of spots these are the eval pass's largest).
+    fn finish(&self, pre: Tensor, train: bool, noise: &Noise) -> Tensor {
         let normed = if !train && self.full_batch_eval {
             // Training is full batch, so these are the exact statistics the
             // model was trained with; the running averages (momentum 0.01)
@@ -312,11 +354,16 @@ impl FullBlock {
             // and squash the decoder's output. Running stats are not touched.
             pre.batch_norm(self.bn.ws.as_ref(), self.bn.bs.as_ref(), None::<&Tensor>, None::<&Tensor>, true, 0.0, BN_EPS, false)
         } else {
-            self.bn.forward_t(pre, train)
+            self.bn.forward_t(&pre, train)
         };
-        if self.hidden {
+        drop(pre);
+        if !self.hidden {
+            normed
+        } else if train {
             noise.dropout(&normed.elu(), self.p, train)
         } else {
+            let mut normed = normed;
+            let _ = normed.elu_();
             normed
         }
     }
@@ -330,7 +377,7 @@ impl FullBlock {
     }
 
     fn forward(&self, x: &Tensor, train: bool, noise: &Noise) -> Tensor {
-        self.finish(&self.linear(x), train, noise)
+        self.finish(self.linear(x), train, noise)
     }
 
     /// The block applied to x + m·t (m: n × 1 indicator, t: 1 × d_in token),
@@ -349,7 +396,7 @@ impl FullBlock {
         } else {
             self.linear(x).addcmul(ind, &tw)
         };
-        self.finish(&pre, train, noise)
+        self.finish(pre, train, noise)
     }
 }
 
@@ -459,15 +506,22 @@ impl SedrNet {
     /// embedding random; that is a bug we fix.
     pub fn forward(&self, x: &Tensor, adj: &GraphOp, train: bool) -> Forward {
         if !train {
-            return tch::no_grad(|| self.pass(x, adj, false, None));
+            return tch::no_grad(|| self.pass(x, adj, false, None, true));
         }
         let mut tape = Tape::default();
-        let mut fw = self.pass(x, adj, true, Some(&mut tape));
+        let mut fw = self.pass(x, adj, true, Some(&mut tape), true);
         fw.tape = Some(tape);
         fw
     }
 
-    fn pass(&self, x: &Tensor, adj: &GraphOp, train: bool, mut tape: Option<&mut Tape>) -> Forward {
+    /// The eval-mode embedding alone ([`Forward::z`] of an eval pass), without
+    /// the decoder input the pass would also make.
+    pub fn embed(&self, x: &Tensor, adj: &GraphOp) -> Tensor {
+        tch::no_grad(|| self.pass(x, adj, false, None, false).z)
+    }
+
+    /// A forward pass; without `decoder` (eval only), `dec_in` is left empty.
+    fn pass(&self, x: &Tensor, adj: &GraphOp, train: bool, mut tape: Option<&mut Tape>, decoder: bool) -> Forward {
         let n = x.size()[0];
         let noise = &self.noise;
         let drop = |t: &Tensor| noise.dropout(t, self.p_drop, train);
@@ -489,8 +543,19 @@ impl SedrNet {
             (self.enc1.forward(x, train, noise), None)
         };
         let feat = ident(self.enc2.forward(&h1, train, noise), &mut tape);
+        // Not needed past here (the tape, when recording, holds its own
+        // reference): n × 64 less at the graph layers' peak.
+        std::mem::drop(h1);
         // gc1: Â·(dropout(feat)·W) = (Â·dropout(feat))·W.
-        let h = graph(drop(&feat), &mut tape).mm(&self.gc1).relu();
+        let mut h = graph(drop(&feat), &mut tape).mm(&self.gc1);
+        // In place in an eval pass (no grad; at millions of spots h is its
+        // largest tensor after the encoder's).
+        let h = if train {
+            h.relu()
+        } else {
+            let _ = h.relu_();
+            h
+        };
         // gc_mu and gc_sigma share one product with Â on their 2 × 16 columns.
         let heads = Tensor::cat(&[drop(&h).mm(&self.gc_mu), drop(&h).mm(&self.gc_sigma)], 1);
         let heads = graph(heads, &mut tape);
@@ -501,6 +566,7 @@ impl SedrNet {
         let gnn_z = if train { &mu + noise.randn_like(&mu) * log_sigma.exp() } else { mu.shallow_clone() };
         let z = ident(Tensor::cat(&[&feat, &gnn_z], 1), &mut tape);
         let dec_in = match &self.decoder {
+            _ if !decoder => Tensor::new(),
             // Â·(dropout(z)·W) = (Â·dropout(z))·W: the product runs on 32 columns.
             Decoder::Graph(_) => graph(drop(&z), &mut tape),
             Decoder::Mlp(_) => z.shallow_clone(),
@@ -618,6 +684,28 @@ mod tests {
     use crate::graph::{build_graph, Coords, Neighbours};
     use crate::loss::{self, Pairs};
     use crate::negatives::{NegativeSampler, Negatives};
+
+    #[test]
+    fn graph_op_holds_the_gcn_operator() {
+        let mut rng = SplitMix64::new(3);
+        let coords: Vec<f64> = (0..2 * 500).map(|_| rng.next_f64() * 10.0).collect();
+        // k-NN graphs are irregular (degrees differ), and sections leave spots apart.
+        let groups: Vec<i32> = (0..500).map(|i| (i % 3) as i32).collect();
+        for g in [
+            build_graph(&Coords { data: &coords, dim: 2 }, None, Neighbours::Knn(7)).unwrap(),
+            build_graph(&Coords { data: &coords, dim: 2 }, Some(&groups), Neighbours::Knn(4)).unwrap(),
+            SpatialGraph::from_pattern(4, &[0, 1, 2, 2, 3], &[1, 0, 3]).unwrap(),
+        ] {
+            let op = GraphOp::new(&g, Device::Cpu).unwrap();
+            let want = g.gcn_operator();
+            let p: Vec<i64> = want.indptr().raw_storage().iter().map(|&v| v as i64).collect();
+            let c: Vec<i64> = want.indices().iter().map(|&v| v as i64).collect();
+            let v: Vec<u32> = want.data().iter().map(|&v| (v as f32).to_bits()).collect();
+            assert_eq!(Vec::<i64>::try_from(&op.indptr).unwrap(), p);
+            assert_eq!(Vec::<i64>::try_from(&op.cols).unwrap(), c);
+            assert_eq!(Vec::<f32>::try_from(&op.vals).unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>(), v);
+        }
+    }
 
     /// The cut-graph backward (graph products outside autograd, edge and
     /// reconstruction gradients by hand, reordered products) gives the same

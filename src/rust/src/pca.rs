@@ -21,8 +21,11 @@ use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 pub struct Pca {
-    /// n × k scores, column-major (R's layout).
+    /// n × k scores, column-major (R's layout); empty with [`Scores::Input`].
     pub scores: Vec<f64>,
+    /// With [`Scores::Input`]: the scores as the trainer's input, n × k
+    /// float32, row-major, on the CPU (the doubles rounded as `as f32`).
+    pub input: Option<Tensor>,
     /// Singular values of the centred matrix (k).
     pub sdev: Vec<f64>,
     /// g × k loadings, column-major.
@@ -121,31 +124,120 @@ fn randomized_svd(
     Ok((q.f_mm(&ub)?, s, v))
 }
 
+/// Where [`pca_rows`] puts the scores: R's layout (n × k doubles,
+/// column-major), or the trainer's input (n × k float32, row-major; see
+/// [`Pca::input`]), the same values rounded as the trainer rounds R's
+/// doubles. The second never holds the n × k doubles whole on the Gram
+/// path (8 GB at 5 M spots × 200 PCs, and R's copy of them another 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scores {
+    R,
+    Input,
+}
+
 /// The first `k` components with the sign convention (the largest |loading|
 /// of each component is positive: deterministic across runs and devices),
-/// copied to the host in R's layout.
-fn finish(u: Tensor, s: Tensor, v: Tensor, k: i64) -> Result<Pca> {
+/// copied to the host in R's layout (or as the trainer's input).
+fn finish(u: Tensor, s: Tensor, v: Tensor, k: i64, out: Scores) -> Result<Pca> {
     let s = s.f_narrow(0, 0, k)?;
     // Scores in place (n × k is the largest output: no second copy of it).
     let mut scores = u.f_narrow(1, 0, k)?;
     drop(u);
     let _ = scores.f_mul_(&s)?;
-    finish_scores(scores, s, v.f_narrow(1, 0, k)?)
+    finish_scores(scores, s, v.f_narrow(1, 0, k)?, out)
 }
 
-/// [`finish`] from the scores U·S (n × k), the k singular values and the
-/// g × k loadings: the sign convention, then R's layout.
-fn finish_scores(mut scores: Tensor, s: Tensor, v: Tensor) -> Result<Pca> {
+/// The sign of each component (1 × k: the sign of its largest |loading|,
+/// 1 where that is 0) and the loadings with it applied.
+fn sign_convention(v: &Tensor) -> (Tensor, Tensor) {
     let pick = v.abs().argmax(0, true);
     let sign = v.gather(0, &pick, false).sign();
     let sign = sign.where_self(&sign.ne(0.0), &sign.ones_like());
-    let _ = scores.f_mul_(&sign)?;
     let v = v * &sign;
+    (sign, v)
+}
+
+/// [`finish`] from the scores U·S (n × k), the k singular values and the
+/// g × k loadings: the sign convention, then R's layout (or the input's).
+fn finish_scores(mut scores: Tensor, s: Tensor, v: Tensor, out: Scores) -> Result<Pca> {
+    let (sign, v) = sign_convention(&v);
+    let _ = scores.f_mul_(&sign)?;
+    let (scores, input) = match out {
+        Scores::R => (col_major(&scores)?, None),
+        Scores::Input => {
+            let t = scores.f_to_device(Device::Cpu)?;
+            drop(scores);
+            (Vec::new(), Some(t.f_to_kind(Kind::Float)?.f_contiguous()?))
+        }
+    };
     Ok(Pca {
-        scores: col_major(&scores)?,
+        scores,
+        input,
         sdev: Vec::<f64>::try_from(s.to_device(Device::Cpu))?,
         loadings: col_major(&v)?,
     })
+}
+
+/// Spots per block of [`input_scores`]: its double scores are this many
+/// rows (100 MB at 200 PCs). Small in the tests, so that they cross blocks.
+const SCORE_BLOCK: usize = if cfg!(test) { 100 } else { 1 << 16 };
+
+/// The Gram path's scores Z·M (M g × k), signed by the convention, as the
+/// trainer's input: n × k float32, row-major, computed a block of spots at
+/// a time. Each element is that of [`sparse_mul`] (the same row kernel,
+/// then − cᵀM), times its sign, rounded to float32: the bits of
+/// `finish_scores(sparse_mul(..), .., Scores::R)` cast as the trainer casts
+/// R's doubles, without the n × k doubles.
+fn input_scores<R: Rows>(x: &R, m: &Tensor, w: &Tensor, ct: &Tensor, s: Tensor, v: Tensor, pool: &rayon::ThreadPool) -> Result<Pca> {
+    let (n, k) = (x.n_rows(), m.size()[1] as usize);
+    let (sign, v) = sign_convention(&v);
+    let sign = Vec::<f64>::try_from(sign.f_view([-1])?.f_to_kind(Kind::Double)?)?;
+    let ctm = Vec::<f64>::try_from(ct.f_mm(m)?.f_view([-1])?)?;
+    let mw = (m * w).f_contiguous()?;
+    let mw_s = host_slice(&mw)?;
+    let input = Tensor::f_empty([n as i64, k as i64], (Kind::Float, Device::Cpu))?;
+    if n * k > 0 {
+        // SAFETY: a fresh contiguous CPU float tensor of n·k elements, not
+        // otherwise accessed while `dst` lives.
+        let dst = unsafe { std::slice::from_raw_parts_mut(input.data_ptr() as *mut f32, n * k) };
+        let mut block = vec![0.0f64; SCORE_BLOCK.min(n) * k];
+        for first in (0..n).step_by(SCORE_BLOCK) {
+            let rows = RowRange { x, first, n: SCORE_BLOCK.min(n - first) };
+            let b = &mut block[..rows.n * k];
+            b.iter_mut().for_each(|o| *o = 0.0);
+            pool.install(|| mul_into(&rows, mw_s, k, b));
+            for (o, d) in b.chunks(k).zip(dst[first * k..(first + rows.n) * k].chunks_mut(k)) {
+                for c in 0..k {
+                    d[c] = ((o[c] - ctm[c]) * sign[c]) as f32;
+                }
+            }
+        }
+    }
+    Ok(Pca {
+        scores: Vec::new(),
+        input: Some(input),
+        sdev: Vec::<f64>::try_from(s.to_device(Device::Cpu))?,
+        loadings: col_major(&v)?,
+    })
+}
+
+/// Rows [first, first + n) of another [`Rows`].
+struct RowRange<'a, R: Rows> {
+    x: &'a R,
+    first: usize,
+    n: usize,
+}
+
+impl<R: Rows> Rows for RowRange<'_, R> {
+    fn n_rows(&self) -> usize {
+        self.n
+    }
+    fn n_cols(&self) -> usize {
+        self.x.n_cols()
+    }
+    fn row_into<'s>(&'s self, i: usize, buf: &'s mut RowBuf) -> (&'s [i32], &'s [f64]) {
+        self.x.row_into(self.first + i, buf)
+    }
 }
 
 /// Exact SVD of a small dense matrix, after centring its columns.
@@ -178,7 +270,7 @@ pub fn pca(x_col_major: &[f64], n: usize, g: usize, k: usize, seed: u64, threads
         let xt = x.transpose(0, 1);
         randomized_svd(|m| Ok(x.f_mm(m)?), |q| Ok(xt.f_mm(q)?), g_i, l, k_i, seed, device)?
     };
-    finish(u, s, v, k_i)
+    finish(u, s, v, k_i, Scores::R)
 }
 
 /// o += v·m, elementwise: the inner loop of the sparse products. With AVX2
@@ -802,7 +894,7 @@ fn sparse_impl(
     // The sizes and k are checked in pca_rows; the structure here.
     let x = Csr { indptr, indices, values, n, g };
     x.check()?;
-    pca_rows(&x, center, scale, k, seed, threads, device, torch_sparse, method)
+    pca_rows(&x, center, scale, k, seed, threads, device, torch_sparse, method, Scores::R)
 }
 
 /// [`pca_sparse`] of any [`Rows`] (checked by the caller: columns in range
@@ -818,6 +910,7 @@ pub(crate) fn pca_rows<R: Rows>(
     device: Device,
     torch_sparse: bool,
     method: Method,
+    out: Scores,
 ) -> Result<Pca> {
     let (n, g) = (x.n_rows(), x.n_cols());
     if n < 2 || g < 1 {
@@ -862,7 +955,10 @@ pub(crate) fn pca_rows<R: Rows>(
         // None: Z·W has fewer than k columns of numerical rank; the sparse
         // products below take over.
         if let Some((m, s, v)) = gram_components(x, center, &wv, l, k_i, seed, threads, method, &pool)? {
-            return finish_scores(sparse_mul(x, &m, &w, &ct, &pool)?, s, v);
+            return match out {
+                Scores::R => finish_scores(sparse_mul(x, &m, &w, &ct, &pool)?, s, v, out),
+                Scores::Input => input_scores(x, &m, &w, &ct, s, v, &pool),
+            };
         }
     }
     let (u, s, v) = if exact {
@@ -898,7 +994,7 @@ pub(crate) fn pca_rows<R: Rows>(
         let tmul = |q: &Tensor| -> Result<Tensor> { Ok(xt.f_mm(q)? * &w - c.f_mm(&q.f_sum_dim_intlist(0, true, Kind::Double)?)?) };
         randomized_svd(mul, tmul, g_i, l, k_i, seed, device)?
     };
-    finish(u, s, v, k_i)
+    finish(u, s, v, k_i, out)
 }
 
 #[cfg(test)]
@@ -1025,12 +1121,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn input_scores_are_the_r_scores_as_float32_rows() {
+        // 400 spots cross several blocks of input_scores (100 in tests).
+        let (n, g, k) = (400, 120, 12);
+        let (p, i, x, center, scale, _) = random_sparse(n, g, 0.01, 11);
+        let csr = Csr { indptr: &p, indices: &i, values: &x, n, g };
+        for method in [Method::Gram, Method::Sparse, Method::Exact] {
+            for threads in [1, 2] {
+                let r = pca_rows(&csr, &center, &scale, k, 5, threads, Device::Cpu, false, method, Scores::R).unwrap();
+                let t = pca_rows(&csr, &center, &scale, k, 5, threads, Device::Cpu, false, method, Scores::Input).unwrap();
+                assert!(r.input.is_none() && t.scores.is_empty());
+                assert!(t.sdev == r.sdev && t.loadings == r.loadings, "{method:?}");
+                let input = t.input.unwrap();
+                assert_eq!((input.size(), input.kind()), (vec![n as i64, k as i64], Kind::Float));
+                let got = Vec::<f32>::try_from(input.view(-1)).unwrap();
+                // Row-major float32 of R's column-major doubles, as train::Input casts them.
+                let want: Vec<f32> = (0..n * k).map(|e| r.scores[(e % k) * n + e / k] as f32).collect();
+                assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{method:?}, {threads} threads");
+            }
+        }
+    }
+
     /// The exact PCA of a dense n × g matrix `z` (column-major), without
     /// centring it, in [`finish`]'s sign convention and layout.
     fn dense_svd(z: &[f64], n: usize, g: usize, k: usize) -> Pca {
         let t = Tensor::from_slice(z).view([g as i64, n as i64]).transpose(0, 1);
         let (u, s, v) = t.svd(true, true);
-        finish(u, s, v, k as i64).unwrap()
+        finish(u, s, v, k as i64, Scores::R).unwrap()
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use crate::device::with_pool;
 use crate::error::{Result, SedrError};
-use crate::pca::{pca_rows, Csr, Method, Pca, RowBuf, Rows};
+use crate::pca::{pca_rows, Csr, Method, Pca, RowBuf, Rows, Scores};
 use rayon::prelude::*;
 use tch::Device;
 
@@ -300,9 +300,9 @@ pub struct RecipePca {
 }
 
 /// The `selected` genes normalised by `how` → moments →
-/// [`crate::pca::pca_sparse`] to `k` components. The normalised counts are
-/// never stored ([`NormRows`]): at a million spots and 2000 genes a copy
-/// would hold as much as the counts (1.2 GB).
+/// [`crate::pca::pca_sparse`] to `k` components, the scores as `out` says.
+/// The normalised counts are never stored ([`NormRows`]): at a million
+/// spots and 2000 genes a copy would hold as much as the counts (1.2 GB).
 #[allow(clippy::too_many_arguments)]
 pub fn recipe_pca(
     x: &Csr,
@@ -314,12 +314,13 @@ pub fn recipe_pca(
     threads: usize,
     device: Device,
     method: Method,
+    out: Scores,
 ) -> Result<RecipePca> {
     let threads = threads.max(1);
     let norm = NormRows::new(x, selected, totals, how)?;
     let moments = with_pool(threads, || gene_moments(&norm, threads))??;
     let scale: Vec<f64> = moments.scale.iter().zip(&moments.constant).map(|(&s, &c)| if c { 0.0 } else { s }).collect();
-    let pca = pca_rows(&norm, &moments.center, &scale, k, seed, threads, device, device != Device::Cpu, method)?;
+    let pca = pca_rows(&norm, &moments.center, &scale, k, seed, threads, device, device != Device::Cpu, method, out)?;
     Ok(RecipePca { moments, pca })
 }
 
@@ -487,8 +488,8 @@ mod tests {
         let keep = vec![true; g];
         let totals = spot_totals(&x.view(), &keep);
         let sel = [1usize, 4, 5, 7, 8, 10, 11];
-        let r1 = recipe_pca(&x.view(), &sel, &totals, Normalize::Cpm, 2, 9, 1, Device::Cpu, Method::Auto).unwrap();
-        let r2 = recipe_pca(&x.view(), &sel, &totals, Normalize::Cpm, 2, 9, 2, Device::Cpu, Method::Auto).unwrap();
+        let r1 = recipe_pca(&x.view(), &sel, &totals, Normalize::Cpm, 2, 9, 1, Device::Cpu, Method::Auto, Scores::R).unwrap();
+        let r2 = recipe_pca(&x.view(), &sel, &totals, Normalize::Cpm, 2, 9, 2, Device::Cpu, Method::Auto, Scores::R).unwrap();
         // The same bits for any thread count.
         assert_eq!(r1.moments, r2.moments);
         assert_eq!(r1.pca.scores, r2.pca.scores);

@@ -47,7 +47,8 @@ pub struct EpochLoss {
     pub dec_kl: f64,
 }
 
-/// What the trained model gives back, all on the CPU in float64, row-major.
+/// What the trained model gives back, all on the CPU in float64, row-major
+/// ([`Trainer::output`]) or column-major ([`Trainer::output_col_major`]).
 pub struct Output {
     pub n: usize,
     pub latent: usize,
@@ -194,6 +195,23 @@ impl Input {
         Ok(Input { x: row_major_f32(x_col_major, n, d)?, n })
     }
 
+    /// From n × d float32 values already row-major on the CPU (the recipe's
+    /// PCA scores, [`crate::pca::Scores::Input`]).
+    pub fn from_rows(x: Tensor) -> Result<Self> {
+        let size = x.size();
+        if size.len() != 2 || size[0] < 1 || size[1] < 1 || x.kind() != Kind::Float || x.device() != Device::Cpu || !x.is_contiguous() {
+            return Err(SedrError::Internal(format!("the trainer input must be a contiguous n × d float32 CPU tensor, not {size:?}")));
+        }
+        let len = x.numel();
+        // SAFETY: a contiguous CPU float tensor of `len` elements, borrowed
+        // (read only) while `x` lives.
+        let vals = unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, len) };
+        if vals.iter().any(|v| !v.is_finite()) {
+            return Err(SedrError::input("x", "contains NA, NaN or Inf; remove or impute them first"));
+        }
+        Ok(Input { n: size[0] as usize, x })
+    }
+
     pub fn n(&self) -> usize {
         self.n
     }
@@ -225,15 +243,31 @@ fn row_major_f32(x_col_major: &[f64], n: usize, d: usize) -> Result<Tensor> {
     Ok(x)
 }
 
+/// ‖x_i‖² of every row, a block of rows at a time: x.square() whole would be
+/// a temporary as large as the input (4 GB at 5 M spots × 200 PCs). Each
+/// row is reduced as it would be in one piece.
+fn row_norms(x: &Tensor) -> Result<Tensor> {
+    const ROWS: i64 = 16384;
+    let n = x.size()[0];
+    tch::no_grad(|| {
+        let parts = (0..n)
+            .step_by(ROWS as usize)
+            .map(|a| Ok(x.f_narrow(0, a, ROWS.min(n - a))?.f_square()?.f_sum_dim_intlist(1, false, None::<Kind>)?))
+            .collect::<Result<Vec<Tensor>>>()?;
+        Ok(Tensor::f_cat(&parts, 0)?)
+    })
+}
+
 impl Trainer {
     /// `x` holds n × d features, column-major (as R stores a matrix).
     pub fn new(x_col_major: &[f64], n: usize, d: usize, graph: &SpatialGraph, params: Params, device: Device) -> Result<Self> {
-        Self::from_input(Input::new(x_col_major, n, d)?, graph, params, device)
+        Self::from_input(Input::new(x_col_major, n, d)?, graph.clone(), params, device)
     }
 
     /// A trainer on an input made beforehand ([`Input::new`]), so that the
     /// caller can free its float64 copy before the graph structures are built.
-    pub fn from_input(input: Input, graph: &SpatialGraph, params: Params, device: Device) -> Result<Self> {
+    /// The graph is taken: mini-batch training keeps it (no copy).
+    pub fn from_input(input: Input, graph: SpatialGraph, params: Params, device: Device) -> Result<Self> {
         params.check()?;
         let n = input.n;
         if graph.n() != n {
@@ -258,13 +292,13 @@ impl Trainer {
         tch::manual_seed(params.seed as i64);
         let d = input.x.size()[1] as usize;
         let x = input.x.f_to_device(device)?;
-        let adj = GraphOp::new(graph, device)?;
+        let adj = GraphOp::new(&graph, device)?;
         let batching = if params.batch_size == 0 || params.batch_size >= n {
-            Batching::Full(EdgeTargets::new(graph, &params, device, None)?)
+            Batching::Full(EdgeTargets::new(&graph, &params, device, None)?)
         } else {
             Batching::Mini(MiniBatch {
-                graph: graph.clone(),
-                batcher: Batcher::new(graph, params.batch_size, params.seed ^ 0xBA7C_BA7C),
+                batcher: Batcher::new(&graph, params.batch_size, params.seed ^ 0xBA7C_BA7C),
+                graph,
                 local: vec![u32::MAX; n],
             })
         };
@@ -279,7 +313,7 @@ impl Trainer {
             vs,
             net,
             opt,
-            xx: tch::no_grad(|| x.square().sum_dim_intlist(1, false, None::<Kind>)),
+            xx: row_norms(&x)?,
             x,
             adj,
             batching,
@@ -316,7 +350,7 @@ impl Trainer {
 
     /// The eval-mode embedding (no mask, no dropout, BN running stats, μ).
     fn eval_z(&self) -> Tensor {
-        tch::no_grad(|| self.net.forward(&self.x, &self.adj, false).z)
+        self.net.embed(&self.x, &self.adj)
     }
 
     /// Starts phase 2: k-means on the current embedding gives the centres.
@@ -468,20 +502,55 @@ impl Trainer {
 
     /// The eval-mode outputs. Deterministic: no mask, no sampling.
     pub fn output(&self, with_recon: bool) -> Result<Output> {
+        self.output_as(with_recon, false)
+    }
+
+    /// [`Trainer::output`] with the matrices column-major (R's layout), so
+    /// that R takes them as they are: at millions of spots each R copy of
+    /// the embedding is GBs.
+    pub fn output_col_major(&self, with_recon: bool) -> Result<Output> {
+        self.output_as(with_recon, true)
+    }
+
+    fn output_as(&self, with_recon: bool, col_major: bool) -> Result<Output> {
         let _threads = ThreadGuard::set(self.params.threads);
-        let fw = tch::no_grad(|| self.net.forward(&self.x, &self.adj, false));
-        let to_vec = |t: &Tensor| -> Result<Vec<f64>> {
-            Ok(Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(Device::Cpu).contiguous().view(-1))?)
+        let (z, recon) = if with_recon {
+            let fw = tch::no_grad(|| self.net.forward(&self.x, &self.adj, false));
+            let recon = self.net.recon(&fw, false);
+            (fw.z, Some(recon))
+        } else {
+            (self.eval_z(), None)
         };
+        // With tail averaging, the mean of the last epochs' embeddings.
         let z = match &self.z_sum {
             Some((sum, count)) => sum / *count as f64,
-            None => fw.z.shallow_clone(),
+            None => z,
+        };
+        // Straight from the float32 values into the vector: a double copy and
+        // its transpose would be two more n × latent temporaries.
+        let to_vec = |t: &Tensor| -> Result<Vec<f64>> {
+            let t = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
+            let (rows, cols) = (t.size()[0] as usize, t.size()[1] as usize);
+            if rows * cols == 0 {
+                return Ok(Vec::new());
+            }
+            // SAFETY: a contiguous CPU float tensor of rows·cols elements,
+            // read only while `t` lives.
+            let v = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, rows * cols) };
+            Ok(if col_major {
+                (0..cols).flat_map(|c| (0..rows).map(move |r| v[r * cols + c] as f64)).collect()
+            } else {
+                v.iter().map(|&x| x as f64).collect()
+            })
         };
         let n = z.size()[0] as usize;
         let latent = z.size()[1] as usize;
         let dec_ran = self.params.dec && self.epoch > self.params.epochs;
         let q = if dec_ran { Some(to_vec(&tch::no_grad(|| self.net.soft_assign(&z)))?) } else { None };
-        let recon = if with_recon { Some(to_vec(&self.net.recon(&fw, false))?) } else { None };
+        let recon = match recon {
+            Some(r) => Some(to_vec(&r)?),
+            None => None,
+        };
         Ok(Output {
             n,
             latent,

@@ -159,3 +159,12 @@ fn property_matches_brute_force_on_random_inputs() {
         }
     }
 }
+
+#[test]
+fn from_pattern_is_the_sorted_union_without_self_loops() {
+    // 0 → 2, 0 → 1 (unsorted), 1 → 1 (self loop), 2 → 0 (both ways), 3 → 0 twice.
+    let g = SpatialGraph::from_pattern(5, &[0, 2, 3, 4, 6, 6], &[2, 1, 1, 0, 0, 0]).unwrap();
+    let rows: Vec<Vec<usize>> = g.adj.outer_iterator().map(|r| r.indices().to_vec()).collect();
+    assert_eq!(rows, vec![vec![1, 2, 3], vec![0], vec![0], vec![0], vec![]]);
+    assert!(g.adj.data().iter().all(|&v| v == 1.0));
+}
