@@ -179,6 +179,11 @@ pub struct HostPairs {
     /// then equals the source-side one (c_ij = c_ji because the inner product
     /// is computed the same way for both).
     pub symmetric: bool,
+    /// For a symmetric set: whether pair e has src > dst, and the id of its
+    /// reverse pair (its logit is the reverse's: the inner product is
+    /// symmetric bit for bit). Empty otherwise.
+    mirrored: Vec<bool>,
+    reverse: Vec<u32>,
 }
 
 impl HostPairs {
@@ -203,11 +208,22 @@ impl HostPairs {
             by_dst[*slot] = e as u32;
             *slot += 1;
         }
+        let mut reverse = Vec::new();
         let symmetric = src.iter().zip(&dst).all(|(&i, &j)| {
-            let row = &dst[src_offsets[j as usize]..src_offsets[j as usize + 1]];
-            row.contains(&i)
+            let at = src_offsets[j as usize];
+            match dst[at..src_offsets[j as usize + 1]].iter().position(|&v| v == i) {
+                Some(p) => {
+                    reverse.push((at + p) as u32);
+                    true
+                }
+                None => false,
+            }
         });
-        HostPairs { n, src, src_offsets, dst, by_dst, dst_offsets, symmetric }
+        let mirrored = if symmetric { src.iter().zip(&dst).map(|(i, j)| i > j).collect() } else { Vec::new() };
+        if !symmetric {
+            reverse = Vec::new();
+        }
+        HostPairs { n, src, src_offsets, dst, by_dst, dst_offsets, symmetric, mirrored, reverse }
     }
 
     pub fn len(&self) -> usize {
@@ -242,20 +258,45 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// out[o] = z_src(first+o) · z_dst(first+o), for o in 0..out.len().
+/// out[o] = z_src(first+o) · z_dst(first+o), for o in 0..out.len(), skipping
+/// the pairs `skip` says are filled otherwise. `K` > 0 fixes the width at
+/// compile time (the loops unroll); the arithmetic is the same for any `K`.
 #[inline(always)]
-fn logits_body(zv: &[f32], k: usize, src: &[u32], dst: &[u32], first: usize, out: &mut [f32]) {
+fn logits_body<const K: usize>(zv: &[f32], k: usize, src: &[u32], dst: &[u32], skip: Option<&[bool]>, first: usize, out: &mut [f32]) {
+    let k = if K > 0 { K } else { k };
     for (o, l) in out.iter_mut().enumerate() {
+        if skip.is_some_and(|s| s[first + o]) {
+            continue;
+        }
         let (i, j) = (src[first + o] as usize, dst[first + o] as usize);
-        *l = dot(&zv[i * k..(i + 1) * k], &zv[j * k..(j + 1) * k]);
+        *l = dot(&zv[i * k..][..k], &zv[j * k..][..k]);
     }
 }
 
 /// For rows r of `rows` (spot first + r): g_r += Σ_{q ∈ offsets[i]..offsets[i+1]}
-/// scale·c[e_q]·z[other[e_q]], with e_q = ids[q] (or q itself).
+/// scale·c[e_q]·z[other[e_q]], with e_q = ids[q] (or q itself). With `K` > 0
+/// the row is accumulated in registers; each element sees the same
+/// additions in the same order either way.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn accum_body(zv: &[f32], k: usize, offsets: &[usize], ids: Option<&[u32]>, other: &[u32], c: &[f32], scale: f32, first: usize, rows: &mut [f32]) {
+fn accum_body<const K: usize>(zv: &[f32], k: usize, offsets: &[usize], ids: Option<&[u32]>, other: &[u32], c: &[f32], scale: f32, first: usize, rows: &mut [f32]) {
+    if K > 0 {
+        for (r, g) in rows.chunks_exact_mut(K).enumerate() {
+            let i = first + r;
+            let mut acc = [0f32; K];
+            acc.copy_from_slice(g);
+            for q in offsets[i]..offsets[i + 1] {
+                let e = ids.map_or(q, |v| v[q] as usize);
+                let ce = c[e] * scale;
+                let zo = &zv[other[e] as usize * K..][..K];
+                for (a, z) in acc.iter_mut().zip(zo) {
+                    *a += ce * z;
+                }
+            }
+            g.copy_from_slice(&acc);
+        }
+        return;
+    }
     for (r, g) in rows.chunks_mut(k).enumerate() {
         let i = first + r;
         for q in offsets[i]..offsets[i + 1] {
@@ -271,15 +312,15 @@ fn accum_body(zv: &[f32], k: usize, offsets: &[usize], ids: Option<&[u32]>, othe
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn logits_avx2(zv: &[f32], k: usize, src: &[u32], dst: &[u32], first: usize, out: &mut [f32]) {
-    logits_body(zv, k, src, dst, first, out)
+unsafe fn logits_avx2<const K: usize>(zv: &[f32], k: usize, src: &[u32], dst: &[u32], skip: Option<&[bool]>, first: usize, out: &mut [f32]) {
+    logits_body::<K>(zv, k, src, dst, skip, first, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn accum_avx2(zv: &[f32], k: usize, offsets: &[usize], ids: Option<&[u32]>, other: &[u32], c: &[f32], scale: f32, first: usize, rows: &mut [f32]) {
-    accum_body(zv, k, offsets, ids, other, c, scale, first, rows)
+unsafe fn accum_avx2<const K: usize>(zv: &[f32], k: usize, offsets: &[usize], ids: Option<&[u32]>, other: &[u32], c: &[f32], scale: f32, first: usize, rows: &mut [f32]) {
+    accum_body::<K>(zv, k, offsets, ids, other, c, scale, first, rows)
 }
 
 fn has_avx2() -> bool {
@@ -293,13 +334,26 @@ fn has_avx2() -> bool {
     }
 }
 
-fn logits_kernel(zv: &[f32], k: usize, src: &[u32], dst: &[u32], first: usize, out: &mut [f32]) {
+/// Calls `$f::<K>` with the embedding width as a compile-time constant for
+/// the common widths (SEDR's default latent is 32), else `$f::<0>`.
+macro_rules! by_width {
+    ($k:expr, $f:ident, $($arg:expr),*) => {
+        match $k {
+            16 => $f::<16>($($arg),*),
+            32 => $f::<32>($($arg),*),
+            64 => $f::<64>($($arg),*),
+            _ => $f::<0>($($arg),*),
+        }
+    };
+}
+
+fn logits_kernel(zv: &[f32], k: usize, src: &[u32], dst: &[u32], skip: Option<&[bool]>, first: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: AVX2 is available (checked at run time).
-        return unsafe { logits_avx2(zv, k, src, dst, first, out) };
+        return unsafe { by_width!(k, logits_avx2, zv, k, src, dst, skip, first, out) };
     }
-    logits_body(zv, k, src, dst, first, out)
+    by_width!(k, logits_body, zv, k, src, dst, skip, first, out)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -307,9 +361,9 @@ fn accum_kernel(zv: &[f32], k: usize, offsets: &[usize], ids: Option<&[u32]>, ot
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: AVX2 is available (checked at run time).
-        return unsafe { accum_avx2(zv, k, offsets, ids, other, c, scale, first, rows) };
+        return unsafe { by_width!(k, accum_avx2, zv, k, offsets, ids, other, c, scale, first, rows) };
     }
-    accum_body(zv, k, offsets, ids, other, c, scale, first, rows)
+    by_width!(k, accum_body, zv, k, offsets, ids, other, c, scale, first, rows)
 }
 
 /// Runs `f(first_index, part)` over contiguous parts of `out`, in parallel
@@ -375,7 +429,15 @@ pub fn edge_bce_and_grad_host(z: &Tensor, pos: &HostPairs, neg: Option<&HostPair
         }
         // Inner products, in pair order.
         let mut logit = vec![0f32; set.len()];
-        par_chunks(&mut logit, threads, |first, part| logits_kernel(&zv, k, &set.src, &set.dst, first, part));
+        let skip = if set.mirrored.is_empty() { None } else { Some(set.mirrored.as_slice()) };
+        par_chunks(&mut logit, threads, |first, part| logits_kernel(&zv, k, &set.src, &set.dst, skip, first, part));
+        if let Some(skip) = skip {
+            for (e, &m) in skip.iter().enumerate() {
+                if m {
+                    logit[e] = logit[set.reverse[e] as usize];
+                }
+            }
+        }
         // BCE with logits and its derivative (sigmoid(l) − y), vectorised.
         let (value, c) = tch::no_grad(|| -> crate::error::Result<(f64, Vec<f32>)> {
             let l = Tensor::from_slice(&logit);
