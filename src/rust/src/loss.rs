@@ -464,11 +464,13 @@ pub fn edge_bce_and_grad_host(z: &Tensor, pos: &HostPairs, neg: Option<&HostPair
 }
 
 /// The masked-autoencoder part of a reconstruction loss: the 0/1 row
-/// indicator m (n), the number of masked rows and the mask token t (1 × d).
+/// indicator m (n), the number of masked rows and the mask token t (1 × d)
+/// added to the target rows (None: the target is X itself, as when the
+/// token replaces the masked rows; the terms in t are then skipped).
 pub struct MaskedRows<'a> {
     pub ind: &'a Tensor,
     pub n_mask: i64,
-    pub token: &'a Tensor,
+    pub token: Option<&'a Tensor>,
 }
 
 /// Values and gradients of the reconstruction losses.
@@ -514,13 +516,15 @@ fn head_coefficients(st: RowStats, n: i64, d: i64, mask: Option<&MaskedRows>, re
     let dd_sum = st.dd_sum.unwrap_or_else(|| (&st.rr - &st.rx * 2.0 + &st.xx).sum(Kind::Double));
     let mse = (dd_sum.to_kind(Kind::Double) / (n * d) as f64).to_kind(kind);
     let w = 2.0 * rec_w / (n * d) as f64;
-    let (Some(m), Some((rt, xt, tt))) = (mask.filter(|m| m.n_mask > 0), st.masked) else {
+    let Some(m) = mask.filter(|m| m.n_mask > 0) else {
         let c_r = st.rr.full_like(w);
         return HeadCoef { mse, sce: Tensor::zeros([], (kind, st.rr.device())), c_x: -&c_r, c_r, masked: None };
     };
     let ind = m.ind.reshape([n]).to_kind(kind);
-    let r_t = &st.rx + &ind * &rt;
-    let tt_row = &st.xx + &ind * (&xt * 2.0 + &tt);
+    let (r_t, tt_row) = match &st.masked {
+        Some((rt, xt, tt)) => (&st.rx + &ind * rt, &st.xx + &ind * (xt * 2.0 + tt)),
+        None => (st.rx.shallow_clone(), st.xx.shallow_clone()),
+    };
     let nr = st.rr.sqrt().clamp_min(eps);
     let nt = tt_row.sqrt().clamp_min(eps);
     let cos = &r_t / (&nr * &nt);
@@ -533,10 +537,13 @@ fn head_coefficients(st: RowStats, n: i64, d: i64, mask: Option<&MaskedRows>, re
     let g = e.pow_tensor_scalar(alpha - 1.0) * &ind * (-alpha * self_w / m.n_mask as f64);
     let b_t = &g / (&nr * &nt);
     let a_r = -(&g * &cos * st.rr.gt(eps * eps).to_kind(kind) / st.rr.clamp_min(eps * eps));
-    let a_t = -(&g * &cos * tt_row.gt(eps * eps).to_kind(kind) / tt_row.clamp_min(eps * eps));
     // dR = w(R − X) + a_r R + b_t (X + m t).
     let c_r = a_r + w;
     let c_x = &b_t - w;
+    if st.masked.is_none() {
+        return HeadCoef { mse, sce, c_r, c_x, masked: None };
+    }
+    let a_t = -(&g * &cos * tt_row.gt(eps * eps).to_kind(kind) / tt_row.clamp_min(eps * eps));
     let c_t = &b_t * &ind;
     // dt = Σ_i m_i dL/dT_i = Rᵀ(m b_t) + Xᵀ(m a_t) + t Σ_i m_i a_t,i.
     let v_x = &a_t * &ind;
@@ -554,7 +561,7 @@ pub fn recon_loss_and_grad(recon: &Tensor, x: &Tensor, masked: Option<MaskedRows
         let (n, d) = (recon.size()[0], recon.size()[1]);
         let row_dot = |a: &Tensor, b: &Tensor| (a * b).sum_dim_intlist(1, false, None::<Kind>);
         let diff = recon - x;
-        let t = masked.as_ref().map(|m| m.token.reshape([d]));
+        let t = masked.as_ref().and_then(|m| m.token).map(|t| t.reshape([d]));
         let st = RowStats {
             rr: row_dot(recon, recon),
             rx: row_dot(recon, x),
@@ -568,7 +575,7 @@ pub fn recon_loss_and_grad(recon: &Tensor, x: &Tensor, masked: Option<MaskedRows
             (Some((c_t, v_r, v_x, s_t)), Some(t), Some(m)) => {
                 d_recon += c_t.unsqueeze(1) * t.unsqueeze(0);
                 let dt = recon.transpose(0, 1).mv(v_r) + x.transpose(0, 1).mv(v_x) + t * s_t;
-                Some(dt.reshape(m.token.size().as_slice()))
+                Some(dt.reshape(m.token.map_or(vec![1, d], |t| t.size()).as_slice()))
             }
             _ => None,
         };
@@ -603,7 +610,7 @@ pub fn factored_recon_loss_and_grad(s: &Tensor, w: &Tensor, x: &Tensor, xx: &Ten
         let g = w.mm(&w.tr());
         let p = x.mm(&w.tr());
         let sg = s.mm(&g);
-        let t = masked.as_ref().map(|m| m.token.reshape([d]));
+        let t = masked.as_ref().and_then(|m| m.token).map(|t| t.reshape([d]));
         let wt = t.as_ref().map(|t| w.mv(t));
         let st = RowStats {
             rr: row_dot(&sg, &s),
@@ -624,7 +631,7 @@ pub fn factored_recon_loss_and_grad(s: &Tensor, w: &Tensor, x: &Tensor, xx: &Ten
                 d_w += s.tr().mv(c_t).unsqueeze(1) * t.unsqueeze(0);
                 // Rᵀ v = Wᵀ (Sᵀ v).
                 let dt = w.tr().mv(&s.tr().mv(v_r)) + x.transpose(0, 1).mv(v_x) + t * s_t;
-                Some(dt.reshape(m.token.size().as_slice()))
+                Some(dt.reshape(m.token.map_or(vec![1, d], |t| t.size()).as_slice()))
             }
             _ => None,
         };
