@@ -4,7 +4,7 @@
 //! non-neighbour list as node ids, so its "negatives" included neighbours and
 //! never the highest ids, and it drew them once.)
 //!
-//! On the CPU the draw runs on the host (a search in the sorted row of
+//! On the CPU the draw runs on the host (a binary search in the sorted row of
 //! A+I per candidate; about 10× faster than the same work as tensor ops). On
 //! other devices it stays on the device: membership is a binary search in the
 //! sorted keys i·n + j. Both are seeded from libtorch's generator, so
@@ -58,18 +58,6 @@ impl Negatives {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// Whether `v` is in the sorted `row` of A+I. Short rows (the usual k-NN
-/// row) are scanned without branches: the answer is almost always no, and
-/// the loop vectorises.
-#[inline(always)]
-fn contains(row: &[i64], v: i64) -> bool {
-    if row.len() <= 64 {
-        row.iter().fold(false, |hit, &x| hit | (x == v))
-    } else {
-        row.binary_search(&v).is_ok()
     }
 }
 
@@ -135,7 +123,7 @@ impl NegativeSampler {
                     for _ in 0..row.len() * ratio {
                         for _ in 0..MAX_ROUNDS {
                             let u = rng.below(n as usize) as i64;
-                            if !contains(row, u) {
+                            if row.binary_search(&u).is_err() {
                                 src.push(i as u32);
                                 dst.push(u as u32);
                                 break;
