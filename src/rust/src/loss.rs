@@ -179,6 +179,11 @@ pub struct HostPairs {
     /// then equals the source-side one (c_ij = c_ji because the inner product
     /// is computed the same way for both).
     pub symmetric: bool,
+    /// For a symmetric set: whether pair e has src > dst, and the id of its
+    /// reverse pair (its logit is the reverse's: the inner product is
+    /// symmetric bit for bit). Empty otherwise.
+    mirrored: Vec<bool>,
+    reverse: Vec<u32>,
 }
 
 impl HostPairs {
@@ -203,11 +208,22 @@ impl HostPairs {
             by_dst[*slot] = e as u32;
             *slot += 1;
         }
+        let mut reverse = Vec::new();
         let symmetric = src.iter().zip(&dst).all(|(&i, &j)| {
-            let row = &dst[src_offsets[j as usize]..src_offsets[j as usize + 1]];
-            row.contains(&i)
+            let at = src_offsets[j as usize];
+            match dst[at..src_offsets[j as usize + 1]].iter().position(|&v| v == i) {
+                Some(p) => {
+                    reverse.push((at + p) as u32);
+                    true
+                }
+                None => false,
+            }
         });
-        HostPairs { n, src, src_offsets, dst, by_dst, dst_offsets, symmetric }
+        let mirrored = if symmetric { src.iter().zip(&dst).map(|(i, j)| i > j).collect() } else { Vec::new() };
+        if !symmetric {
+            reverse = Vec::new();
+        }
+        HostPairs { n, src, src_offsets, dst, by_dst, dst_offsets, symmetric, mirrored, reverse }
     }
 
     pub fn len(&self) -> usize {
@@ -242,20 +258,45 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// out[o] = z_src(first+o) · z_dst(first+o), for o in 0..out.len().
+/// out[o] = z_src(first+o) · z_dst(first+o), for o in 0..out.len(), skipping
+/// the pairs `skip` says are filled otherwise. `K` > 0 fixes the width at
+/// compile time (the loops unroll); the arithmetic is the same for any `K`.
 #[inline(always)]
-fn logits_body(zv: &[f32], k: usize, src: &[u32], dst: &[u32], first: usize, out: &mut [f32]) {
+fn logits_body<const K: usize>(zv: &[f32], k: usize, src: &[u32], dst: &[u32], skip: Option<&[bool]>, first: usize, out: &mut [f32]) {
+    let k = if K > 0 { K } else { k };
     for (o, l) in out.iter_mut().enumerate() {
+        if skip.is_some_and(|s| s[first + o]) {
+            continue;
+        }
         let (i, j) = (src[first + o] as usize, dst[first + o] as usize);
-        *l = dot(&zv[i * k..(i + 1) * k], &zv[j * k..(j + 1) * k]);
+        *l = dot(&zv[i * k..][..k], &zv[j * k..][..k]);
     }
 }
 
 /// For rows r of `rows` (spot first + r): g_r += Σ_{q ∈ offsets[i]..offsets[i+1]}
-/// scale·c[e_q]·z[other[e_q]], with e_q = ids[q] (or q itself).
+/// scale·c[e_q]·z[other[e_q]], with e_q = ids[q] (or q itself). With `K` > 0
+/// the row is accumulated in registers; each element sees the same
+/// additions in the same order either way.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn accum_body(zv: &[f32], k: usize, offsets: &[usize], ids: Option<&[u32]>, other: &[u32], c: &[f32], scale: f32, first: usize, rows: &mut [f32]) {
+fn accum_body<const K: usize>(zv: &[f32], k: usize, offsets: &[usize], ids: Option<&[u32]>, other: &[u32], c: &[f32], scale: f32, first: usize, rows: &mut [f32]) {
+    if K > 0 {
+        for (r, g) in rows.chunks_exact_mut(K).enumerate() {
+            let i = first + r;
+            let mut acc = [0f32; K];
+            acc.copy_from_slice(g);
+            for q in offsets[i]..offsets[i + 1] {
+                let e = ids.map_or(q, |v| v[q] as usize);
+                let ce = c[e] * scale;
+                let zo = &zv[other[e] as usize * K..][..K];
+                for (a, z) in acc.iter_mut().zip(zo) {
+                    *a += ce * z;
+                }
+            }
+            g.copy_from_slice(&acc);
+        }
+        return;
+    }
     for (r, g) in rows.chunks_mut(k).enumerate() {
         let i = first + r;
         for q in offsets[i]..offsets[i + 1] {
@@ -271,15 +312,15 @@ fn accum_body(zv: &[f32], k: usize, offsets: &[usize], ids: Option<&[u32]>, othe
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn logits_avx2(zv: &[f32], k: usize, src: &[u32], dst: &[u32], first: usize, out: &mut [f32]) {
-    logits_body(zv, k, src, dst, first, out)
+unsafe fn logits_avx2<const K: usize>(zv: &[f32], k: usize, src: &[u32], dst: &[u32], skip: Option<&[bool]>, first: usize, out: &mut [f32]) {
+    logits_body::<K>(zv, k, src, dst, skip, first, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn accum_avx2(zv: &[f32], k: usize, offsets: &[usize], ids: Option<&[u32]>, other: &[u32], c: &[f32], scale: f32, first: usize, rows: &mut [f32]) {
-    accum_body(zv, k, offsets, ids, other, c, scale, first, rows)
+unsafe fn accum_avx2<const K: usize>(zv: &[f32], k: usize, offsets: &[usize], ids: Option<&[u32]>, other: &[u32], c: &[f32], scale: f32, first: usize, rows: &mut [f32]) {
+    accum_body::<K>(zv, k, offsets, ids, other, c, scale, first, rows)
 }
 
 fn has_avx2() -> bool {
@@ -293,13 +334,26 @@ fn has_avx2() -> bool {
     }
 }
 
-fn logits_kernel(zv: &[f32], k: usize, src: &[u32], dst: &[u32], first: usize, out: &mut [f32]) {
+/// Calls `$f::<K>` with the embedding width as a compile-time constant for
+/// the common widths (SEDR's default latent is 32), else `$f::<0>`.
+macro_rules! by_width {
+    ($k:expr, $f:ident, $($arg:expr),*) => {
+        match $k {
+            16 => $f::<16>($($arg),*),
+            32 => $f::<32>($($arg),*),
+            64 => $f::<64>($($arg),*),
+            _ => $f::<0>($($arg),*),
+        }
+    };
+}
+
+fn logits_kernel(zv: &[f32], k: usize, src: &[u32], dst: &[u32], skip: Option<&[bool]>, first: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: AVX2 is available (checked at run time).
-        return unsafe { logits_avx2(zv, k, src, dst, first, out) };
+        return unsafe { by_width!(k, logits_avx2, zv, k, src, dst, skip, first, out) };
     }
-    logits_body(zv, k, src, dst, first, out)
+    by_width!(k, logits_body, zv, k, src, dst, skip, first, out)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -307,9 +361,9 @@ fn accum_kernel(zv: &[f32], k: usize, offsets: &[usize], ids: Option<&[u32]>, ot
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: AVX2 is available (checked at run time).
-        return unsafe { accum_avx2(zv, k, offsets, ids, other, c, scale, first, rows) };
+        return unsafe { by_width!(k, accum_avx2, zv, k, offsets, ids, other, c, scale, first, rows) };
     }
-    accum_body(zv, k, offsets, ids, other, c, scale, first, rows)
+    by_width!(k, accum_body, zv, k, offsets, ids, other, c, scale, first, rows)
 }
 
 /// Runs `f(first_index, part)` over contiguous parts of `out`, in parallel
@@ -375,7 +429,15 @@ pub fn edge_bce_and_grad_host(z: &Tensor, pos: &HostPairs, neg: Option<&HostPair
         }
         // Inner products, in pair order.
         let mut logit = vec![0f32; set.len()];
-        par_chunks(&mut logit, threads, |first, part| logits_kernel(&zv, k, &set.src, &set.dst, first, part));
+        let skip = if set.mirrored.is_empty() { None } else { Some(set.mirrored.as_slice()) };
+        par_chunks(&mut logit, threads, |first, part| logits_kernel(&zv, k, &set.src, &set.dst, skip, first, part));
+        if let Some(skip) = skip {
+            for (e, &m) in skip.iter().enumerate() {
+                if m {
+                    logit[e] = logit[set.reverse[e] as usize];
+                }
+            }
+        }
         // BCE with logits and its derivative (sigmoid(l) − y), vectorised.
         let (value, c) = tch::no_grad(|| -> crate::error::Result<(f64, Vec<f32>)> {
             let l = Tensor::from_slice(&logit);
@@ -402,11 +464,13 @@ pub fn edge_bce_and_grad_host(z: &Tensor, pos: &HostPairs, neg: Option<&HostPair
 }
 
 /// The masked-autoencoder part of a reconstruction loss: the 0/1 row
-/// indicator m (n), the number of masked rows and the mask token t (1 × d).
+/// indicator m (n), the number of masked rows and the mask token t (1 × d)
+/// added to the target rows (None: the target is X itself, as when the
+/// token replaces the masked rows; the terms in t are then skipped).
 pub struct MaskedRows<'a> {
     pub ind: &'a Tensor,
     pub n_mask: i64,
-    pub token: &'a Tensor,
+    pub token: Option<&'a Tensor>,
 }
 
 /// Values and gradients of the reconstruction losses.
@@ -452,13 +516,15 @@ fn head_coefficients(st: RowStats, n: i64, d: i64, mask: Option<&MaskedRows>, re
     let dd_sum = st.dd_sum.unwrap_or_else(|| (&st.rr - &st.rx * 2.0 + &st.xx).sum(Kind::Double));
     let mse = (dd_sum.to_kind(Kind::Double) / (n * d) as f64).to_kind(kind);
     let w = 2.0 * rec_w / (n * d) as f64;
-    let (Some(m), Some((rt, xt, tt))) = (mask.filter(|m| m.n_mask > 0), st.masked) else {
+    let Some(m) = mask.filter(|m| m.n_mask > 0) else {
         let c_r = st.rr.full_like(w);
         return HeadCoef { mse, sce: Tensor::zeros([], (kind, st.rr.device())), c_x: -&c_r, c_r, masked: None };
     };
     let ind = m.ind.reshape([n]).to_kind(kind);
-    let r_t = &st.rx + &ind * &rt;
-    let tt_row = &st.xx + &ind * (&xt * 2.0 + &tt);
+    let (r_t, tt_row) = match &st.masked {
+        Some((rt, xt, tt)) => (&st.rx + &ind * rt, &st.xx + &ind * (xt * 2.0 + tt)),
+        None => (st.rx.shallow_clone(), st.xx.shallow_clone()),
+    };
     let nr = st.rr.sqrt().clamp_min(eps);
     let nt = tt_row.sqrt().clamp_min(eps);
     let cos = &r_t / (&nr * &nt);
@@ -471,10 +537,13 @@ fn head_coefficients(st: RowStats, n: i64, d: i64, mask: Option<&MaskedRows>, re
     let g = e.pow_tensor_scalar(alpha - 1.0) * &ind * (-alpha * self_w / m.n_mask as f64);
     let b_t = &g / (&nr * &nt);
     let a_r = -(&g * &cos * st.rr.gt(eps * eps).to_kind(kind) / st.rr.clamp_min(eps * eps));
-    let a_t = -(&g * &cos * tt_row.gt(eps * eps).to_kind(kind) / tt_row.clamp_min(eps * eps));
     // dR = w(R − X) + a_r R + b_t (X + m t).
     let c_r = a_r + w;
     let c_x = &b_t - w;
+    if st.masked.is_none() {
+        return HeadCoef { mse, sce, c_r, c_x, masked: None };
+    }
+    let a_t = -(&g * &cos * tt_row.gt(eps * eps).to_kind(kind) / tt_row.clamp_min(eps * eps));
     let c_t = &b_t * &ind;
     // dt = Σ_i m_i dL/dT_i = Rᵀ(m b_t) + Xᵀ(m a_t) + t Σ_i m_i a_t,i.
     let v_x = &a_t * &ind;
@@ -492,7 +561,7 @@ pub fn recon_loss_and_grad(recon: &Tensor, x: &Tensor, masked: Option<MaskedRows
         let (n, d) = (recon.size()[0], recon.size()[1]);
         let row_dot = |a: &Tensor, b: &Tensor| (a * b).sum_dim_intlist(1, false, None::<Kind>);
         let diff = recon - x;
-        let t = masked.as_ref().map(|m| m.token.reshape([d]));
+        let t = masked.as_ref().and_then(|m| m.token).map(|t| t.reshape([d]));
         let st = RowStats {
             rr: row_dot(recon, recon),
             rx: row_dot(recon, x),
@@ -506,7 +575,7 @@ pub fn recon_loss_and_grad(recon: &Tensor, x: &Tensor, masked: Option<MaskedRows
             (Some((c_t, v_r, v_x, s_t)), Some(t), Some(m)) => {
                 d_recon += c_t.unsqueeze(1) * t.unsqueeze(0);
                 let dt = recon.transpose(0, 1).mv(v_r) + x.transpose(0, 1).mv(v_x) + t * s_t;
-                Some(dt.reshape(m.token.size().as_slice()))
+                Some(dt.reshape(m.token.map_or(vec![1, d], |t| t.size()).as_slice()))
             }
             _ => None,
         };
@@ -541,7 +610,7 @@ pub fn factored_recon_loss_and_grad(s: &Tensor, w: &Tensor, x: &Tensor, xx: &Ten
         let g = w.mm(&w.tr());
         let p = x.mm(&w.tr());
         let sg = s.mm(&g);
-        let t = masked.as_ref().map(|m| m.token.reshape([d]));
+        let t = masked.as_ref().and_then(|m| m.token).map(|t| t.reshape([d]));
         let wt = t.as_ref().map(|t| w.mv(t));
         let st = RowStats {
             rr: row_dot(&sg, &s),
@@ -562,7 +631,7 @@ pub fn factored_recon_loss_and_grad(s: &Tensor, w: &Tensor, x: &Tensor, xx: &Ten
                 d_w += s.tr().mv(c_t).unsqueeze(1) * t.unsqueeze(0);
                 // Rᵀ v = Wᵀ (Sᵀ v).
                 let dt = w.tr().mv(&s.tr().mv(v_r)) + x.transpose(0, 1).mv(v_x) + t * s_t;
-                Some(dt.reshape(m.token.size().as_slice()))
+                Some(dt.reshape(m.token.map_or(vec![1, d], |t| t.size()).as_slice()))
             }
             _ => None,
         };

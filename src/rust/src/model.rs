@@ -601,15 +601,9 @@ impl SedrNet {
     /// [`loss::factored_recon_loss_and_grad`]); `xx` are the row norms ‖X_i‖².
     #[allow(clippy::too_many_arguments)]
     pub fn recon_head(&self, fw: &Forward, x: &Tensor, xx: &Tensor, use_mask: bool, rec_w: f64, self_w: f64, alpha: f64) -> ReconHead {
-        // With replacement the SCE target is the original row X_i (a zero
-        // token in the loss), so the token gets no gradient from the target.
-        let zero_token;
-        let target_token = if self.mask_replace {
-            zero_token = self.mask_token.zeros_like();
-            &zero_token
-        } else {
-            &self.mask_token
-        };
+        // With replacement the SCE target is the original row X_i (no token
+        // in the loss), so the token gets no gradient from the target.
+        let target_token = if self.mask_replace { None } else { Some(&self.mask_token) };
         let masked = match (&fw.masked, use_mask) {
             (Some((ind, n_mask)), true) => Some(loss::MaskedRows { ind, n_mask: *n_mask, token: target_token }),
             _ => None,

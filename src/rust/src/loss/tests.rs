@@ -150,7 +150,7 @@ fn recon_loss_gradients_match_autograd() {
     let t0 = randn(&[1, d]) * 0.3;
     let ind = Tensor::rand([n, 1], (Kind::Double, Device::Cpu)).lt(0.7).to_kind(Kind::Double);
     let n_mask = f64::try_from(ind.sum(Kind::Double)).unwrap() as i64;
-    let rl = recon_loss_and_grad(&r0, &x, Some(MaskedRows { ind: &ind, n_mask, token: &t0 }), 10.0, 1.5, 3.0);
+    let rl = recon_loss_and_grad(&r0, &x, Some(MaskedRows { ind: &ind, n_mask, token: Some(&t0) }), 10.0, 1.5, 3.0);
     let r = r0.detach().set_requires_grad(true);
     let t = t0.detach().set_requires_grad(true);
     let xm = &x + &ind * &t;
@@ -162,6 +162,13 @@ fn recon_loss_gradients_match_autograd() {
     assert!(close(&rl.mse, &mse_ref) && close(&rl.sce, &sce_ref));
     assert!(close(&rl.d_recon, &r.grad()));
     assert!(close(rl.d_token.as_ref().unwrap(), &t.grad()));
+    // No token in the target (replacement): the SCE of the masked rows of (R, X).
+    let rep = recon_loss_and_grad(&r0, &x, Some(MaskedRows { ind: &ind, n_mask, token: None }), 10.0, 1.5, 3.0);
+    let r2 = r0.detach().set_requires_grad(true);
+    let sce_rep = sce(&r2.index_select(0, &idx), &x.index_select(0, &idx), 3.0);
+    (mse(&r2, &x) * 10.0 + &sce_rep * 1.5).backward();
+    assert!(close(&rep.sce, &sce_rep) && !close(&rep.sce, &sce_ref));
+    assert!(close(&rep.d_recon, &r2.grad()) && rep.d_token.is_none());
     // Without a mask: the MSE part alone.
     let plain = recon_loss_and_grad(&r0, &x, None, 10.0, 1.5, 3.0);
     assert!(plain.d_token.is_none() && f64::try_from(&plain.sce).unwrap() == 0.0);
