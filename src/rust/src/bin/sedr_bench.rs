@@ -25,7 +25,7 @@ use sedr::graph::{build_graph, Coords, Neighbours};
 use sedr::kmeans::kmeans;
 use sedr::metrics::ari;
 use sedr::params::Params;
-use sedr::pca::{Csr, Method};
+use sedr::pca::{Csr, Method, Scores};
 use sedr::recipe::{recipe_pca, Normalize};
 use sedr::rng::SplitMix64;
 use sedr::synth::{grid_for, layered_tissue};
@@ -156,7 +156,7 @@ fn time_pca(label: &[usize], bands: usize, g: usize, k: usize, a: &Args, device:
     let totals: Vec<f64> = (0..n).map(|i| values[indptr[i] as usize..indptr[i + 1] as usize].iter().sum::<f64>().max(1.0)).collect();
     let selected: Vec<usize> = (0..g).collect();
     let t = Instant::now();
-    recipe_pca(&x, &selected, &totals, Normalize::Cpm, k.min(g - 1), a.seed, a.threads, device, Method::Auto).map_err(|e| e.to_string())?;
+    recipe_pca(&x, &selected, &totals, Normalize::Cpm, k.min(g - 1), a.seed, a.threads, device, Method::Auto, Scores::Input).map_err(|e| e.to_string())?;
     Ok(t.elapsed().as_secs_f64())
 }
 
