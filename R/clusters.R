@@ -215,7 +215,8 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
   } else {
     sedr_abort("must be a Seurat object, a SingleCellExperiment, a sedr_result or a numeric matrix.", arg = "object")
   }
-  if (any(!is.finite(emb))) sedr_abort("has NA, NaN or Inf in the embedding.", arg = "object")
+  # min() and max() propagate NA/NaN and show Inf without an n x d copy.
+  if (length(emb) > 0 && !(is.finite(min(emb)) && is.finite(max(emb)))) sedr_abort("has NA, NaN or Inf in the embedding.", arg = "object")
   if (method != "dec") {
     if (missing(n.clusters)) {
       sedr_abort("is missing: give the number of domains, a range such as 4:12, or NULL to choose it by BIC.",
@@ -265,13 +266,9 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
     sedr_abort("must be one number in [0, 1] (0: mclust's start on the embedding itself).", arg = "init.smooth")
   }
   if (smooth > 0 && method != "dec") emb <- smooth_embedding(emb, graph, smooth)
-  # The k-nearest-spot lists are shared by the feature smoothing and the vote.
-  neighbours <- memo_neighbours(coords, sections)
-  if (smooth.lambda > 0) emb <- blend_neighbour_mean(emb, neighbours(smooth.k), smooth.lambda)
+  if (smooth.lambda > 0) emb <- blend_neighbour_mean(emb, refine_neighbours(coords, smooth.k, sections), smooth.lambda)
   # The start of the EM only; without a graph (a plain matrix) there is none to use.
-  init <- if (method == "mclust" && init.smooth > 0 && !is.null(graph)) {
-    (1 - init.smooth) * emb + init.smooth * smooth_embedding(emb, graph, 1)
-  }
+  init <- if (method == "mclust" && init.smooth > 0 && !is.null(graph)) smoothed_start(emb, graph, init.smooth)
   selection <- NULL
   labels <- switch(method,
     mclust = if (length(n.clusters) == 1) {
@@ -280,7 +277,8 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
       hc_cache <- new.env()
       fit_rows <- function(rows, G) {
         cluster_mclust(emb[rows, , drop = FALSE], G, seed.use, mclust.init.size, FALSE,
-                       init = if (!is.null(init)) init[rows, , drop = FALSE], hc_cache = hc_cache)
+                       init = if (!is.null(init)) function(r) init(if (is.null(r)) rows else rows[r]),
+                       hc_cache = hc_cache)
       }
       all_rows <- seq_len(nrow(emb))
       sel <- if (select == "bic") select_by_bic(n.clusters, function(G) fit_rows(all_rows, G))
@@ -302,7 +300,7 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
   )
   labels <- factor(as.character(labels), levels = levels(labels))  # drops the fit's attributes
   names(labels) <- rownames(emb)
-  if (refine > 0) labels <- refine_labels(labels, neighbours(refine.k), refine)
+  if (refine > 0) labels <- refine_labels_nearest(labels, coords, refine.k, sections, refine)
   if (methods::is(object, "Seurat")) {
     object[[col.name]] <- labels
     # Set (or, after a fixed number, clear) directly: Misc<- warns on overwrite.
@@ -334,9 +332,35 @@ smooth_embedding <- function(emb, graph, steps) {
   x
 }
 
-# The spatial graph as a sparse spots x spots matrix with unit weights, or a
-# classed error; a missing graph names `arg`, the option that needs it.
-check_graph <- function(graph, n, arg) {
+# smooth_embedding(emb, graph, 1)[rows, ] with the same values (each row's
+# sum runs over the same entries in the same order), from those rows of the
+# graph only: no copy of the whole graph, its diagonal or the n x d product.
+smooth_rows <- function(emb, graph, rows) {
+  a <- check_graph(graph, nrow(emb), arg = "smooth", rows = rows)
+  a <- a + Matrix::sparseMatrix(i = seq_along(rows), j = rows, x = 1, dims = dim(a))
+  a <- Matrix::Diagonal(x = 1 / Matrix::rowSums(a)) %*% a
+  # Four columns at a time: Matrix copies a dense right-hand side whole.
+  blocks <- split(seq_len(ncol(emb)), (seq_len(ncol(emb)) - 1L) %/% 4L)
+  x <- do.call(cbind, lapply(blocks, function(j) as.matrix(a %*% emb[, j, drop = FALSE])))
+  dimnames(x) <- list(rownames(emb)[rows], colnames(emb))
+  x
+}
+
+# The start of mclust's EM: the embedding moved `weight` of the way towards
+# its graph neighbours' mean, as a function of the rows wanted (NULL: all).
+# cluster_mclust() fits at most `max.fit` spots, so at millions of spots only
+# those rows are smoothed.
+smoothed_start <- function(emb, graph, weight) {
+  function(rows = NULL) {
+    if (is.null(rows)) return((1 - weight) * emb + weight * smooth_embedding(emb, graph, 1))
+    (1 - weight) * emb[rows, , drop = FALSE] + weight * smooth_rows(emb, graph, rows)
+  }
+}
+
+# The spatial graph as a sparse spots x spots matrix with unit weights (only
+# its `rows`, if given), or a classed error; a missing graph names `arg`, the
+# option that needs it.
+check_graph <- function(graph, n, arg, rows = NULL) {
   if (is.null(graph)) {
     sedr_abort("needs the spatial graph: pass `graph = BuildSpatialGraph(coords)` for a plain matrix, or use the object RunSEDR() returned.",
                arg = arg)
@@ -348,6 +372,7 @@ check_graph <- function(graph, n, arg) {
     sedr_abort(sprintf("is %d x %d but the embedding has %d spots.", nrow(graph), ncol(graph), n), arg = "graph")
   }
   a <- methods::as(methods::as(graph, "CsparseMatrix"), "generalMatrix")
+  if (!is.null(rows)) a <- a[rows, , drop = FALSE]
   a@x <- rep(1, length(a@x))
   a
 }
@@ -361,8 +386,9 @@ check_graph <- function(graph, n, arg) {
 # than from single spots, uses every spot (see mclust_fit). Measured on ten
 # DLPFC 151673 embeddings (bench/README.md): median ARI 0.523 against 0.516
 # for Mclust(), ~1 s per call against ~5 s with mclust's EM (~0.35 s with
-# em_eee()). `init`, if given (the spatially smoothed embedding), replaces
-# the embedding for the start only. Tried and not kept: the
+# em_eee()). `init`, if given (smoothed_start(): rows of the spatially
+# smoothed embedding, by row indices or NULL for all), replaces the
+# embedding for the start only. Tried and not kept: the
 # highest-likelihood of several starts (on these embeddings as often a worse
 # partition as a better one), the consensus (medoid) of five subset starts
 # (no steadier, slower), and averaging the label-aligned posteriors of five
@@ -375,11 +401,8 @@ cluster_mclust <- function(emb, G, seed, init.size, verbose, init = NULL, max.fi
   .with_seed(seed, {
     if (nrow(x) > max.fit) fit_on <- sort(sample.int(nrow(x), max.fit))
     attempt <- function(data, init, model) {
-      if (!is.null(fit_on)) {
-        data <- data[fit_on, , drop = FALSE]
-        if (!is.null(init)) init <- init[fit_on, , drop = FALSE]
-      }
-      mclust_fit(data, G, model, init.size, init = init, hc_cache = hc_cache)
+      if (!is.null(fit_on)) data <- data[fit_on, , drop = FALSE]
+      mclust_fit(data, G, model, init.size, init = if (!is.null(init)) init(fit_on), hc_cache = hc_cache)
     }
     used <- "mclust EEE"
     data <- x
@@ -390,7 +413,10 @@ cluster_mclust <- function(emb, G, seed, init.size, verbose, init = NULL, max.fi
       pc <- stats::prcomp(x, center = TRUE, scale. = FALSE)
       keep <- pc$sdev > max(pc$sdev) * 1e-6
       data <- pc$x[, keep, drop = FALSE]
-      if (!is.null(init)) init <- scale(init, center = pc$center, scale = FALSE) %*% pc$rotation[, keep, drop = FALSE]
+      if (!is.null(init)) {
+        start <- init
+        init <- function(rows) scale(start(rows), center = pc$center, scale = FALSE) %*% pc$rotation[, keep, drop = FALSE]
+      }
       fit <- attempt(data, init, "EEE")
       used <- "mclust EEE on non-degenerate principal directions"
     }
@@ -407,10 +433,7 @@ cluster_mclust <- function(emb, G, seed, init.size, verbose, init = NULL, max.fi
       labels <- km$cluster
       used <- "k-means"
     } else if (!is.null(fit_on)) {
-      # The spots left out of the fit are assigned by the fitted mixture.
-      z <- if (fit$modelName == "EEE") eee_estep(data, fit)$z
-           else suppressWarnings(mclust::estep(data, modelName = fit$modelName, parameters = fit$parameters)$z)
-      labels <- mclust::map(z)
+      labels <- predict_mixture(data, fit)
     } else {
       labels <- mclust::map(fit$z)
     }
@@ -430,6 +453,22 @@ cluster_mclust <- function(emb, G, seed, init.size, verbose, init = NULL, max.fi
     attributes(out) <- c(attributes(out), fit_info)
     out
   })
+}
+
+# The spots' most probable components under a fitted mixture (the spots left
+# out of the fit are assigned this way), in blocks of rows: the E-step's
+# temporaries are several n x p and n x G matrices, gigabytes at millions of
+# spots. Each row's posterior depends on that row alone.
+predict_mixture <- function(data, fit, block = 65536L) {
+  labels <- integer(nrow(data))
+  for (from in seq(1L, nrow(data), by = block)) {
+    r <- from:min(nrow(data), from + block - 1L)
+    x <- data[r, , drop = FALSE]
+    z <- if (fit$modelName == "EEE") eee_estep(x, fit)$z
+         else suppressWarnings(mclust::estep(x, modelName = fit$modelName, parameters = fit$parameters)$z)
+    labels[r] <- mclust::map(z)
+  }
+  labels
 }
 
 # One mclust EM fit (mclust::me) of `model` with G components on all rows of

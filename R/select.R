@@ -57,21 +57,17 @@ refine_sections <- function(sections, spots) {
 # its own section (sections may share a coordinate frame), symmetrised
 # (BuildSpatialGraph), at most all other spots of the smallest section.
 refine_neighbours <- function(coords, k, sections = NULL) {
+  near <- nearest_within(coords, k, sections)
+  BuildSpatialGraph(coords, k.neighbors = near$k, group = near$sections)
+}
+
+# The k and sections refine_neighbours() uses: k at most the size of the
+# smallest section minus one; sections of a single spot mean none.
+nearest_within <- function(coords, k, sections) {
   smallest <- if (is.null(sections)) nrow(coords) else min(table(sections))
   if (smallest < 2) sections <- NULL
   if (is.null(sections)) smallest <- nrow(coords)
-  BuildSpatialGraph(coords, k.neighbors = min(k, smallest - 1L), group = sections)
-}
-
-# refine_neighbours() for one set of coordinates and sections, computed once
-# per k (the feature smoothing and the vote usually ask for the same k).
-memo_neighbours <- function(coords, sections) {
-  made <- list()
-  function(k) {
-    key <- as.character(k)
-    if (is.null(made[[key]])) made[[key]] <<- refine_neighbours(coords, k, sections)
-    made[[key]]
-  }
+  list(k = min(k, smallest - 1L), sections = sections)
 }
 
 # `smooth.lambda`: one number in [0, 1).
@@ -106,33 +102,34 @@ blend_neighbour_mean <- function(emb, graph, lambda) {
 }
 
 # Majority vote of the spatial neighbours, `rounds` times (as GraphST's
-# refine_label, which votes among a spot's 50 nearest spots). The neighbours
-# are the spot's neighbours in `graph` (the spot itself not counted; in
-# SEDRClusters, refine_neighbours()). A spot takes the label most of its
-# neighbours have; on a tie for the most votes, and without neighbours, it
-# keeps its own label.
-# Each round updates all spots at once, so the result does not depend on the
-# order of the spots.
+# refine_label, which votes among a spot's 50 nearest spots): a spot takes the
+# label most of its neighbours have; on a tie for the most votes, and without
+# neighbours, it keeps its own. Each round updates all spots at once, so the
+# result does not depend on the order of the spots. The vote runs in Rust
+# (crate::refine): at millions of spots R's sparse product and the copies of
+# the graph it needs cost gigabytes.
+# The neighbours are those of `graph` (symmetrised, self loops ignored).
 refine_labels <- function(labels, graph, rounds) {
   if (rounds == 0) return(labels)
-  a <- neighbour_matrix(graph, length(labels), arg = "refine")
-  keep_names <- names(labels)
+  a <- check_graph(graph, length(labels), arg = "refine")
+  relabel(labels, unwrap_rust(.Call(wrap__sedr_vote_graph, a@p, a@i, as.integer(labels), as.integer(rounds), 1L)))
+}
+
+# refine_labels() among each spot's k nearest spots by coordinates
+# (refine_neighbours()), built and used in Rust without handing the graph to R.
+refine_labels_nearest <- function(labels, coords, k, sections, rounds) {
+  near <- nearest_within(coords, k, sections)
+  if (rounds == 0 || near$k < 1) return(labels)
+  codes <- unwrap_rust(.Call(wrap__sedr_vote_knn, as.double(coords), nrow(coords), ncol(coords), as.integer(near$k),
+                             check_group(near$sections, nrow(coords)), as.integer(labels), as.integer(rounds), 1L))
+  relabel(labels, codes)
+}
+
+# The voted codes as a factor with the input's names and the levels still used.
+relabel <- function(labels, codes) {
   lev <- levels(labels)
-  lab <- as.integer(labels)
-  n <- length(lab)
-  for (r in seq_len(rounds)) {
-    onehot <- Matrix::sparseMatrix(i = seq_len(n), j = lab, x = 1, dims = c(n, length(lev)))
-    votes <- as.matrix(a %*% onehot)
-    best <- max.col(votes, ties.method = "first")
-    top <- votes[cbind(seq_len(n), best)]
-    tied <- rowSums(votes == top) > 1
-    new <- ifelse(tied | top == 0, lab, best)
-    if (identical(new, lab)) break
-    lab <- new
-  }
-  used <- sort(unique(lab))
-  out <- factor(lev[lab], levels = lev[used])
-  names(out) <- keep_names
+  out <- factor(lev[codes], levels = lev[sort(unique(codes))])
+  names(out) <- names(labels)
   out
 }
 

@@ -307,3 +307,66 @@ test_that("bad smooth.lambda and smooth.k values are classed input errors", {
   expect_error(SEDRClusters(res, method = "dec", smooth.lambda = 0.2, verbose = FALSE),
                class = "sedr_error_input", regexp = "smooth.lambda")
 })
+
+# The vote as a sparse product in R: an independent reference for the Rust one.
+vote_reference <- function(labels, graph, rounds) {
+  a <- methods::as(graph, "CsparseMatrix")
+  a <- methods::as(a + Matrix::t(a), "generalMatrix")
+  a@x <- rep(1, length(a@x))
+  Matrix::diag(a) <- 0
+  a <- Matrix::drop0(a)
+  lab <- as.integer(labels)
+  n <- length(lab)
+  for (r in seq_len(rounds)) {
+    votes <- as.matrix(a %*% Matrix::sparseMatrix(i = seq_len(n), j = lab, x = 1, dims = c(n, nlevels(labels))))
+    best <- max.col(votes, ties.method = "first")
+    top <- votes[cbind(seq_len(n), best)]
+    lab <- ifelse(rowSums(votes == top) > 1 | top == 0, lab, best)
+  }
+  unname(lab)
+}
+
+test_that("the vote matches a sparse-product reference, with ties, rounds and sections", {
+  set.seed(11)
+  n <- 600
+  xy <- cbind(x = runif(n), y = runif(n))
+  rownames(xy) <- paste0("s", seq_len(n))
+  sections <- rep(c("a", "b", "c"), length.out = n)
+  # Few labels and few neighbours: many ties.
+  lab <- factor(sample(c("p", "q", "r", "s"), n, replace = TRUE), levels = c("p", "q", "r", "s", "unused"))
+  names(lab) <- rownames(xy)
+  for (k in c(3, 4, 10)) for (rounds in c(1, 3)) for (sec in list(NULL, sections)) {
+    near <- SEDR:::refine_neighbours(xy, k, sec)
+    want <- vote_reference(lab, near, rounds)
+    got <- SEDR:::refine_labels_nearest(lab, xy, k, sec, rounds)
+    expect_identical(as.integer(factor(as.character(got), levels = levels(lab))), want)
+    expect_identical(SEDR:::refine_labels(lab, near, rounds), got)
+    expect_identical(names(got), names(lab))
+    expect_identical(levels(got), levels(lab)[sort(unique(want))])
+  }
+  # An asymmetric graph votes as its symmetrised pattern; self loops do not vote.
+  g <- Matrix::sparseMatrix(i = c(1, 1, 2, 3, 3), j = c(2, 3, 2, 4, 1), x = 1, dims = c(4, 4))
+  l4 <- factor(c("x", "y", "y", "x"))
+  expect_identical(as.integer(SEDR:::refine_labels(l4, g, 1)), vote_reference(l4, g, 1))
+})
+
+test_that("the rows of the smoothed start and the blockwise prediction equal the whole computation", {
+  set.seed(12)
+  n <- 500
+  xy <- cbind(x = runif(n), y = runif(n))
+  g <- BuildSpatialGraph(xy, k.neighbors = 6)
+  emb <- matrix(rnorm(n * 10), n, 10, dimnames = list(paste0("s", 1:n), paste0("d", 1:10)))
+  rows <- sort(sample.int(n, 120))
+  expect_identical(SEDR:::smooth_rows(emb, g, rows), SEDR:::smooth_embedding(emb, g, 1)[rows, ])
+  start <- SEDR:::smoothed_start(emb, g, 0.5)
+  expect_identical(start(rows), (0.5 * emb + 0.5 * SEDR:::smooth_embedding(emb, g, 1))[rows, ])
+  expect_identical(start(), 0.5 * emb + 0.5 * SEDR:::smooth_embedding(emb, g, 1))
+  fit <- SEDR:::mclust_fit(emb, 4, "EEE")
+  whole <- mclust::map(SEDR:::eee_estep(emb, fit)$z)
+  expect_identical(SEDR:::predict_mixture(emb, fit, block = 37L), whole)
+  expect_identical(SEDR:::predict_mixture(emb, fit), whole)
+  # Above max.fit the fitted sample's start comes from those rows alone.
+  small <- SEDR:::cluster_mclust(emb, 4, 1, NULL, FALSE, init = start, max.fit = 200L)
+  expect_length(small, n)
+  expect_setequal(levels(small), as.character(1:4))
+})

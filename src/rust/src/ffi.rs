@@ -102,6 +102,48 @@ fn sedr_build_graph(coords: &[f64], n: i32, dim: i32, k: i32, radius: f64, group
     })
 }
 
+/// Labels (1-based codes) as 0-based ones for crate::refine, and back.
+fn vote(graph: &SpatialGraph, labels: &[i32], rounds: i32) -> Result<Vec<i32>> {
+    let codes: Vec<u32> = labels
+        .iter()
+        .map(|&l| u32::try_from(l - 1).map_err(|_| SedrError::input("labels", "has a code below 1 or NA")))
+        .collect::<Result<_>>()?;
+    let out = crate::refine::majority_vote(graph, &codes, rounds.max(0) as usize)?;
+    Ok(out.into_iter().map(|l| l as i32 + 1).collect())
+}
+
+/// Majority vote over the k-nearest-spot graph of `coords` (built as by
+/// sedr_build_graph, and never handed to R).
+/// @noRd
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn sedr_vote_knn(coords: &[f64], n: i32, dim: i32, k: i32, groups: Robj, labels: &[i32], rounds: i32, threads: i32) -> Robj {
+    guarded(|| {
+        let (n, dim) = (n.max(0) as usize, dim.max(0) as usize);
+        if coords.len() != n * dim {
+            return Err(SedrError::input("coords", "length does not match its dimensions"));
+        }
+        let data = row_major(coords, n, dim);
+        let g: Option<Vec<i32>> = if groups.is_null() { None } else { groups.as_integer_slice().map(|s| s.to_vec()) };
+        let codes = with_pool(threads.max(1) as usize, || {
+            let graph = build_graph(&Coords { data: &data, dim }, g.as_deref(), Neighbours::Knn(k.max(0) as usize))?;
+            vote(&graph, labels, rounds)
+        })??;
+        Ok(codes.into())
+    })
+}
+
+/// Majority vote over the graph whose CSC slots are `p` and `i` (0-based),
+/// symmetrised and without self loops (SpatialGraph::from_slots).
+/// @noRd
+#[extendr]
+fn sedr_vote_graph(p: &[i32], i: &[i32], labels: &[i32], rounds: i32, threads: i32) -> Robj {
+    guarded(|| {
+        let graph = SpatialGraph::from_slots(labels.len(), p, i)?;
+        Ok(with_pool(threads.max(1) as usize, || vote(&graph, labels, rounds))??.into())
+    })
+}
+
 /// @noRd
 #[extendr]
 fn sedr_pca(x: &[f64], n: i32, g: i32, k: i32, seed: i32, threads: i32, device: &str) -> Robj {
@@ -415,6 +457,8 @@ fn sedr_fail(what: &str) -> Robj {
 extendr_module! {
     mod sedr;
     fn sedr_build_graph;
+    fn sedr_vote_knn;
+    fn sedr_vote_graph;
     fn sedr_pca;
     fn sedr_pca_sparse;
     fn sedr_count_problems;

@@ -157,7 +157,11 @@ fn section_neighbours<const D: usize>(
             if let Neighbours::Knn(k) = how {
                 cand.truncate(k);
             }
-            cand.into_iter().map(|(_, j)| idx[j]).collect::<Vec<usize>>()
+            // A new vector of the exact length: collecting from `cand` would
+            // keep its larger buffer for every spot (gigabytes at millions).
+            let mut list = Vec::with_capacity(cand.len());
+            list.extend(cand.iter().map(|&(_, j)| idx[j]));
+            list
         })
         .collect();
     Ok(lists)

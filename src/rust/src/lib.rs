@@ -6,6 +6,7 @@
 //! * [`pca`]: seeded randomized PCA on libtorch.
 //! * [`metrics`]: the adjusted Rand index, for tests and `sedr-bench`.
 //! * [`recipe`]: the preprocessing recipe's sparse passes (filter, VST, CPM, moments).
+//! * [`refine`]: spatial label refinement (a majority vote of neighbours).
 //! * `ffi` (feature `r`): the extendr glue, the only code that knows about R.
 
 pub mod batches;
@@ -21,6 +22,7 @@ pub mod negatives;
 pub mod params;
 pub mod pca;
 pub mod recipe;
+pub mod refine;
 pub mod rng;
 pub mod synth;
 pub mod train;
