@@ -309,4 +309,5 @@ main <- function() {
   cat(sprintf("per-run results: %s\n", file))
 }
 
-main()
+# Run as a script; source() only defines the functions (bench/consensus.R).
+if (sys.nframe() == 0L) main()
