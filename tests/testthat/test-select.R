@@ -348,6 +348,11 @@ test_that("the vote matches a sparse-product reference, with ties, rounds and se
   g <- Matrix::sparseMatrix(i = c(1, 1, 2, 3, 3), j = c(2, 3, 2, 4, 1), x = 1, dims = c(4, 4))
   l4 <- factor(c("x", "y", "y", "x"))
   expect_identical(as.integer(SEDR:::refine_labels(l4, g, 1)), vote_reference(l4, g, 1))
+  # The native vote takes 1-based codes: NA (INT_MIN) and 0 are input errors, not wrapped codes.
+  for (bad in list(c(1L, NA_integer_, 2L, 1L), c(1L, 0L, 2L, 1L))) {
+    expect_error(SEDR:::unwrap_rust(.Call(SEDR:::wrap__sedr_vote_graph, g@p, g@i, bad, 1L, 1L)),
+                 class = "sedr_error_input", regexp = "labels")
+  }
 })
 
 test_that("the rows of the smoothed start and the blockwise prediction equal the whole computation", {

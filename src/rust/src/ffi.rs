@@ -106,7 +106,12 @@ fn sedr_build_graph(coords: &[f64], n: i32, dim: i32, k: i32, radius: f64, group
 fn vote(graph: &SpatialGraph, labels: &[i32], rounds: i32) -> Result<Vec<i32>> {
     let codes: Vec<u32> = labels
         .iter()
-        .map(|&l| u32::try_from(l - 1).map_err(|_| SedrError::input("labels", "has a code below 1 or NA")))
+        .map(|&l| {
+            // NA is i32::MIN: checked_sub keeps it from wrapping to a valid code.
+            l.checked_sub(1)
+                .and_then(|c| u32::try_from(c).ok())
+                .ok_or_else(|| SedrError::input("labels", "has a code below 1 or NA"))
+        })
         .collect::<Result<_>>()?;
     let out = crate::refine::majority_vote(graph, &codes, rounds.max(0) as usize)?;
     Ok(out.into_iter().map(|l| l as i32 + 1).collect())
