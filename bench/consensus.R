@@ -12,13 +12,13 @@
 #   SEDR_CACHE=/tmp/c SEDR_SEEDS=4023:4032 Rscript bench/domains.R   # the third
 #   SEDR_CACHE=/tmp/c Rscript bench/consensus.R [out.csv]
 #
-# The cache key is that of the default training (no SEDR_OPTS, SEDR_RUN, SEDR_K).
+# The cache key is that of the default training (no SEDR_OPTS, SEDR_RUN, SEDR_K);
+# SEDR_DATASETS picks datasets as in bench/domains.R.
 source(file.path("bench", "domains.R"))
 args <- commandArgs(trailingOnly = TRUE)
 out_file <- if (length(args)) args[1] else file.path("out", "domains-label-consensus3.csv")
 cache_dir <- Sys.getenv("SEDR_CACHE", "/tmp/sedr-domains-cache")
-key <- gsub("[^A-Za-z0-9.=_-]", "_", paste("", "", "", 1L, 1L, as.character(packageVersion("SEDR")), sep = "|"))
-key <- sprintf("%08x", sum(utf8ToInt(key) * seq_along(utf8ToInt(key))) %% 2^31)
+key <- training_key("", "", "", 1L, 1L)  # the default training
 seeds <- 2023:2032
 
 # Every permutation of 1..n, one per row (n! rows; n is the number of domains).
@@ -36,7 +36,7 @@ align_labels <- function(a, b, G, perms) {
 ari <- function(x, y) mclust::adjustedRandIndex(x, y)
 
 rows <- list()
-for (s in datasets) {
+for (s in selected_datasets()) {
   d <- load_dataset(s)
   if (is.null(d)) { cat("skip", s$name, "(data folder absent)\n"); next }
   truth <- d$spots[[s$label]]

@@ -182,6 +182,21 @@ train_one <- function(d, s, seed, k, run_args, opts, threads) {
                           min.spots = s$min.spots), run_args))
 }
 
+# The datasets SEDR_DATASETS names (all when it is empty).
+selected_datasets <- function() {
+  only <- Sys.getenv("SEDR_DATASETS", "")
+  if (!nzchar(only)) return(datasets)
+  Filter(function(s) s$name %in% strsplit(only, ",")[[1]], datasets)
+}
+
+# The cache key of a training: its knobs and the package version, hashed.
+# The defaults (no SEDR_OPTS, SEDR_RUN or SEDR_K; one run on one thread):
+# training_key("", "", "", 1L, 1L).
+training_key <- function(opts, run, k, n_runs, threads) {
+  key <- gsub("[^A-Za-z0-9.=_-]", "_", paste(opts, run, k, n_runs, threads, as.character(packageVersion("SEDR")), sep = "|"))
+  sprintf("%08x", sum(utf8ToInt(key) * seq_along(utf8ToInt(key))) %% 2^31)
+}
+
 cached_training <- function(d, s, seed, k, run_args, opts, threads, n_runs, cache_dir, train_key) {
   file <- if (nzchar(cache_dir)) file.path(cache_dir, sprintf("%s-%d-%s.rds", s$name, seed, train_key))
   if (!is.null(file) && file.exists(file)) return(c(readRDS(file), cached = TRUE))
@@ -264,12 +279,8 @@ main <- function() {
   tag <- Sys.getenv("SEDR_TAG", "default")
   out_dir <- Sys.getenv("SEDR_OUT", "out")
   cache_dir <- Sys.getenv("SEDR_CACHE", "/tmp/sedr-domains-cache")
-  train_key <- gsub("[^A-Za-z0-9.=_-]", "_", paste(Sys.getenv("SEDR_OPTS"), Sys.getenv("SEDR_RUN"), k_knob,
-                                                   n_runs, threads, as.character(packageVersion("SEDR")), sep = "|"))
-  train_key <- sprintf("%08x", sum(utf8ToInt(train_key) * seq_along(utf8ToInt(train_key))) %% 2^31)
-  sets <- datasets
-  only <- Sys.getenv("SEDR_DATASETS", "")
-  if (nzchar(only)) sets <- Filter(function(s) s$name %in% strsplit(only, ",")[[1]], sets)
+  train_key <- training_key(Sys.getenv("SEDR_OPTS"), Sys.getenv("SEDR_RUN"), k_knob, n_runs, threads)
+  sets <- selected_datasets()
   cat(sprintf("seeds %s; SEDR_OPTS=%s SEDR_RUN=%s SEDR_K=%s SEDR_CLUSTER=%s SEDR_NCLUST=%s SEDR_NRUNS=%d; training key %s\n",
               paste(range(seeds), collapse = "–"), Sys.getenv("SEDR_OPTS"), Sys.getenv("SEDR_RUN"), k_knob,
               Sys.getenv("SEDR_CLUSTER"), nclust, n_runs, train_key))

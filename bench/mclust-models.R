@@ -8,17 +8,18 @@
 #
 #   SEDR_CACHE=/tmp/c SEDR_SEEDS=2023:2032 Rscript bench/domains.R   # the cached trainings
 #   SEDR_CACHE=/tmp/c SEDR_SEEDS=2023:2032 Rscript bench/mclust-models.R [out.csv]
+#
+# SEDR_SEEDS and SEDR_DATASETS as in bench/domains.R.
 suppressPackageStartupMessages(library(mclust))  # hc() finds its methods on the search path
 source(file.path("bench", "domains.R"))
 args <- commandArgs(trailingOnly = TRUE)
 out_file <- if (length(args)) args[1] else file.path("out", "mclust-models.csv")
 cache_dir <- Sys.getenv("SEDR_CACHE", "/tmp/sedr-domains-cache")
 seeds <- parse_seeds(Sys.getenv("SEDR_SEEDS", "10"))
-key <- gsub("[^A-Za-z0-9.=_-]", "_", paste("", "", "", 1L, 1L, as.character(packageVersion("SEDR")), sep = "|"))
-key <- sprintf("%08x", sum(utf8ToInt(key) * seq_along(utf8ToInt(key))) %% 2^31)
+key <- training_key("", "", "", 1L, 1L)  # the default training
 models <- c("EEV", "VEV", "VVV")
 rows <- list()
-for (s in datasets) {
+for (s in selected_datasets()) {
   d <- load_dataset(s)
   if (is.null(d)) next
   truth <- d$spots[[s$label]]
