@@ -49,7 +49,7 @@ fn validate(coords: &Coords, groups: Option<&[i32]>, how: Neighbours) -> Result<
             format!("must have 2 or 3 columns (x, y[, z]); got {}", coords.dim),
         ));
     }
-    if coords.data.len() % coords.dim != 0 {
+    if !coords.data.len().is_multiple_of(coords.dim) {
         return Err(SedrError::input("coords", "length is not a multiple of its dimension"));
     }
     if coords.n() == 0 {

@@ -684,7 +684,7 @@ mod tests {
         let mut rng = SplitMix64::new(3);
         let coords: Vec<f64> = (0..2 * 500).map(|_| rng.next_f64() * 10.0).collect();
         // k-NN graphs are irregular (degrees differ), and sections leave spots apart.
-        let groups: Vec<i32> = (0..500).map(|i| (i % 3) as i32).collect();
+        let groups: Vec<i32> = (0..500).map(|i| i % 3).collect();
         for g in [
             build_graph(&Coords { data: &coords, dim: 2 }, None, Neighbours::Knn(7)).unwrap(),
             build_graph(&Coords { data: &coords, dim: 2 }, Some(&groups), Neighbours::Knn(4)).unwrap(),

@@ -806,8 +806,9 @@ fn gram_rows<R: Rows>(x: &R, a: usize, b: usize, rows: &mut [f64]) -> Vec<f64> {
         slots.resize(offset[b - a], (0, 0));
         let mut next = offset.clone();
         for r in 0..start.len() - 1 {
-            for pos in start[r]..start[r + 1] {
-                let j = cols[pos] as usize;
+            let (lo, hi) = (start[r], start[r + 1]);
+            for (pos, &c) in (lo..hi).zip(&cols[lo..hi]) {
+                let j = c as usize;
                 if (a..b).contains(&j) {
                     slots[next[j - a]] = (pos as u32, start[r + 1] as u32);
                     next[j - a] += 1;
@@ -1021,10 +1022,13 @@ mod tests {
         assert!(col0.abs() < 1e-8);
     }
 
+    /// CSR indptr, indices and values, then the genes' means and sds, and the dense Z.
+    type SparseFixture = (Vec<i32>, Vec<i32>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+
     /// A random sparse n × g count-like matrix as CSR (rows = spots), with
     /// an all-zero gene and a constant gene, plus its per-gene mean and
     /// unbiased sd (0 for the two constant genes) and the dense Z.
-    fn random_sparse(n: usize, g: usize, density: f64, seed: u64) -> (Vec<i32>, Vec<i32>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    fn random_sparse(n: usize, g: usize, density: f64, seed: u64) -> SparseFixture {
         let mut rng = crate::rng::SplitMix64::new(seed);
         let (mut indptr, mut indices, mut values) = (vec![0i32], Vec::new(), Vec::new());
         let mut dense = vec![0.0; n * g];

@@ -100,6 +100,8 @@ impl EdgeTargets {
 }
 
 /// How the training steps see the graph.
+// One value per trainer: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Batching {
     /// Every epoch trains on the whole graph (the reference).
     Full(EdgeTargets),
