@@ -8,25 +8,19 @@
 #   SEDR_CACHE_A=/tmp/acc/cache-avg20 SEDR_CACHE_B=/tmp/acc/cache-avg50 Rscript bench/agreement.R
 #
 # SEDR_SEEDS and SEDR_DATASETS as in bench/domains.R.
-suppressPackageStartupMessages(library(SEDR))
-lines <- readLines(file.path("bench", "domains.R"))
-eval(parse(text = lines[seq_len(grep("^# ---- main", lines) - 1L)]))
+source(file.path("bench", "domains.R"))
 cache <- c(Sys.getenv("SEDR_CACHE_A"), Sys.getenv("SEDR_CACHE_B"))
 if (!all(nzchar(cache))) stop("set SEDR_CACHE_A and SEDR_CACHE_B")
 seeds <- parse_seeds(Sys.getenv("SEDR_SEEDS", "10"))
-only <- Sys.getenv("SEDR_DATASETS")
-if (nzchar(only)) datasets <- Filter(function(s) s$name %in% strsplit(only, ",")[[1]], datasets)
 ari <- function(a, b) SpatialClusterMetrics(a, b)[["ARI"]]
 out <- NULL
-for (s in datasets) {
+for (s in selected_datasets()) {
   d <- load_dataset(s)
   if (is.null(d)) next
   keep <- !is.na(d$spots[[s$label]])
   labels <- function(dir, seed) {
     tr <- readRDS(Sys.glob(sprintf("%s/%s-%d-*.rds", dir, s$name, seed))[1])
-    res <- structure(list(embedding = tr$embedding, graph = tr$graph, dec.q = tr$dec.q, coords = d$coords),
-                     class = "sedr_result")
-    SEDRClusters(res, n.clusters = s$G, seed.use = seed, verbose = FALSE)[keep]
+    SEDRClusters(cached_result(tr, d), n.clusters = s$G, seed.use = seed, verbose = FALSE)[keep]
   }
   a <- lapply(seeds, function(x) labels(cache[1], x))
   b <- lapply(seeds, function(x) labels(cache[2], x))

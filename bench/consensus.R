@@ -43,12 +43,9 @@ for (s in selected_datasets()) {
   scored <- !is.na(truth) & truth != ""
   perms <- permutations(s$G)
   labels_of <- function(seed) {
-    file <- file.path(cache_dir, sprintf("%s-%d-%s.rds", s$name, seed, key))
+    file <- cache_file(cache_dir, s, seed, key)
     if (!file.exists(file)) stop("no cached embedding ", file, "; run bench/domains.R with these seeds first")
-    tr <- readRDS(file)
-    res <- structure(list(embedding = tr$embedding, graph = tr$graph, dec.q = tr$dec.q, coords = d$coords),
-                     class = "sedr_result")
-    as.integer(SEDRClusters(res, n.clusters = s$G, seed.use = seed, verbose = FALSE))
+    as.integer(SEDRClusters(cached_result(readRDS(file), d), n.clusters = s$G, seed.use = seed, verbose = FALSE))
   }
   for (seed in seeds) {
     parts <- lapply(seed + c(0L, 1000L, 2000L), labels_of)

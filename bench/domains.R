@@ -197,8 +197,17 @@ training_key <- function(opts, run, k, n_runs, threads) {
   sprintf("%08x", sum(utf8ToInt(key) * seq_along(utf8ToInt(key))) %% 2^31)
 }
 
+# The cache file of one training of dataset `s`.
+cache_file <- function(cache_dir, s, seed, key) file.path(cache_dir, sprintf("%s-%d-%s.rds", s$name, seed, key))
+
+# What SEDRClusters() clusters, from a cached training of dataset `d`.
+cached_result <- function(tr, d) {
+  structure(list(embedding = tr$embedding, graph = tr$graph, dec.q = tr$dec.q, coords = d$coords),
+            class = "sedr_result")
+}
+
 cached_training <- function(d, s, seed, k, run_args, opts, threads, n_runs, cache_dir, train_key) {
-  file <- if (nzchar(cache_dir)) file.path(cache_dir, sprintf("%s-%d-%s.rds", s$name, seed, train_key))
+  file <- if (nzchar(cache_dir)) cache_file(cache_dir, s, seed, train_key)
   if (!is.null(file) && file.exists(file)) return(c(readRDS(file), cached = TRUE))
   t0 <- proc.time()[["elapsed"]]
   fits <- lapply(seq_len(n_runs) - 1L, function(i) train_one(d, s, seed + 1000L * i, k, run_args, opts, threads))
@@ -295,8 +304,7 @@ main <- function() {
     n_cl <- if (!selection) s$G else if (nclust == "NULL") NULL else eval(parse(text = nclust))
     for (seed in seeds) {
       tr <- cached_training(d, s, seed, k, run_args, opts, threads, n_runs, cache_dir, train_key)
-      res <- structure(list(embedding = tr$embedding, graph = tr$graph, dec.q = tr$dec.q, coords = d$coords),
-                       class = "sedr_result")
+      res <- cached_result(tr, d)
       t1 <- proc.time()[["elapsed"]]
       cl <- do.call(SEDRClusters, c(list(res, n.clusters = n_cl, seed.use = seed, verbose = FALSE), cl_args))
       t_cl <- proc.time()[["elapsed"]] - t1
@@ -320,5 +328,5 @@ main <- function() {
   cat(sprintf("per-run results: %s\n", file))
 }
 
-# Run as a script; source() only defines the functions (bench/consensus.R).
+# Run as a script; source() only defines the functions (bench/consensus.R and others).
 if (sys.nframe() == 0L) main()
