@@ -116,18 +116,68 @@ fn assign(x: &[f32], d: usize, centres: &[f32], labels: &mut [u32]) -> f64 {
     assign_body(x, d, centres, labels)
 }
 
+/// Squared distances from each row of `x` to the centres: the smallest, its
+/// centre (the first on a tie) and the second smallest.
+#[inline(always)]
+fn nearest_two(p: &[f32], centres: &[f32], dist: &mut [f32]) -> (f32, u32, f32) {
+    point_dists(p, centres, dist);
+    let (mut best, mut arg, mut second) = (f32::INFINITY, 0, f32::INFINITY);
+    for (j, &v) in dist.iter().enumerate() {
+        if v < best {
+            second = best;
+            best = v;
+            arg = j;
+        } else if v < second {
+            second = v;
+        }
+    }
+    (best, arg as u32, second)
+}
+
+/// Relative slack of the bounds below. A squared distance from
+/// [`point_dists`] is within about d·2⁻²⁴ (≈ 2·10⁻⁶ at d = 32) of the exact
+/// one, so a point whose bounds are separated by this much keeps the centre
+/// a full distance pass would give it, bit for bit.
+const BOUND_SLACK: f64 = 1e-4;
+
 /// One k-means run on the host from the given centres: Lloyd rounds until
 /// the centres move less than `tol` (summed squared shift) or 300 rounds.
 /// Returns (centres, inertia).
-fn lloyd_host(x: &[f32], d: usize, mut c: Vec<f32>, tol: f64) -> (Vec<f32>, f64) {
-    let n = x.len() / d;
+///
+/// Hamerly's bounds skip the distance pass for the points whose centre
+/// cannot have changed: an upper bound `u` on the distance to their centre
+/// and a lower bound `l` on the distance to any other, moved by how far the
+/// centres moved. A point is recomputed (with the same arithmetic as a full
+/// pass) unless `u` is clearly below `l` or half the distance from its
+/// centre to the nearest other centre, so the labels, the centres and the
+/// inertia are those of plain Lloyd rounds; only the work differs.
+fn lloyd_host(x: &[f32], d: usize, c: Vec<f32>, tol: f64) -> (Vec<f32>, f64) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is available (checked at run time).
+        return unsafe { lloyd_host_avx2(x, d, c, tol) };
+    }
+    lloyd_host_body(x, d, c, tol)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lloyd_host_avx2(x: &[f32], d: usize, c: Vec<f32>, tol: f64) -> (Vec<f32>, f64) {
+    lloyd_host_body(x, d, c, tol)
+}
+
+#[inline(always)]
+fn lloyd_host_body(x: &[f32], d: usize, mut c: Vec<f32>, tol: f64) -> (Vec<f32>, f64) {
     let k = c.len() / d;
-    let mut labels = vec![0u32; n];
-    for _ in 0..300 {
-        assign(x, d, &c, &mut labels);
+    let mut bounds = Bounds::new(x, d, &c);
+    let mut moved = vec![0f64; k];
+    for round in 0..300 {
+        if round > 0 {
+            bounds.relabel(x, d, &c, &moved, |_, _, _| {});
+        }
         let mut sums = vec![0f64; k * d];
         let mut counts = vec![0usize; k];
-        for (p, &l) in x.chunks_exact(d).zip(&labels) {
+        for (p, &l) in x.chunks_exact(d).zip(&bounds.labels) {
             counts[l as usize] += 1;
             for (s, v) in sums[l as usize * d..][..d].iter_mut().zip(p) {
                 *s += *v as f64;
@@ -136,21 +186,112 @@ fn lloyd_host(x: &[f32], d: usize, mut c: Vec<f32>, tol: f64) -> (Vec<f32>, f64)
         let mut shift = 0f64;
         for j in 0..k {
             // Empty clusters keep their previous centre.
+            moved[j] = 0.0;
             if counts[j] == 0 {
                 continue;
             }
+            let mut mj = 0f64;
             for t in 0..d {
                 let v = (sums[j * d + t] / counts[j] as f64) as f32;
                 shift += ((v - c[j * d + t]) as f64).powi(2);
+                mj += (v as f64 - c[j * d + t] as f64).powi(2);
                 c[j * d + t] = v;
             }
+            moved[j] = mj.sqrt() * (1.0 + BOUND_SLACK);
         }
         if shift <= tol {
             break;
         }
     }
-    let inertia = assign(x, d, &c, &mut labels);
+    // The inertia of the final centres: each point's squared distance to its
+    // centre, summed in point order (as a full pass would).
+    let mut inertia = 0f64;
+    let mut own = [0f32; 1];
+    bounds.relabel(x, d, &c, &moved, |p, label, best| {
+        let best = best.unwrap_or_else(|| {
+            point_dists(p, &c[label as usize * d..][..d], &mut own);
+            own[0]
+        });
+        inertia += best as f64;
+    });
     (c, inertia)
+}
+
+/// Hamerly's bounds for [`lloyd_host`]: each point's centre, an upper bound
+/// on its distance to that centre and a lower bound on its distance to any
+/// other (Euclidean, not squared).
+struct Bounds {
+    labels: Vec<u32>,
+    upper: Vec<f64>,
+    lower: Vec<f64>,
+    dist: Vec<f32>,
+}
+
+impl Bounds {
+    /// Labels every point with a full distance pass.
+    fn new(x: &[f32], d: usize, c: &[f32]) -> Self {
+        let n = x.len() / d;
+        let mut b = Bounds { labels: vec![0; n], upper: vec![0.0; n], lower: vec![0.0; n], dist: vec![0.0; c.len() / d] };
+        for (i, p) in x.chunks_exact(d).enumerate() {
+            b.recompute(i, p, c);
+        }
+        b
+    }
+
+    /// A full distance pass for point `i`; returns its squared distance to
+    /// its centre.
+    #[inline(always)]
+    fn recompute(&mut self, i: usize, p: &[f32], c: &[f32]) -> f32 {
+        let (best, arg, second) = nearest_two(p, c, &mut self.dist);
+        self.labels[i] = arg;
+        self.upper[i] = (best as f64).sqrt() * (1.0 + BOUND_SLACK);
+        self.lower[i] = (second as f64).sqrt() * (1.0 - BOUND_SLACK);
+        best
+    }
+
+    /// Moves the bounds by how far each centre moved and relabels the points
+    /// whose centre may have changed. `visit(point, label, best)` sees every
+    /// point in order, with its squared distance to its centre when it was
+    /// recomputed.
+    #[inline(always)]
+    fn relabel(&mut self, x: &[f32], d: usize, c: &[f32], moved: &[f64], mut visit: impl FnMut(&[f32], u32, Option<f32>)) {
+        let k = moved.len();
+        // Half the distance from each centre to its nearest other centre.
+        let half_gap: Vec<f64> = (0..k)
+            .map(|j| {
+                let cj = &c[j * d..(j + 1) * d];
+                let nearest = (0..k).filter(|&m| m != j).map(|m| sq_dist_f64(cj, &c[m * d..(m + 1) * d])).fold(f64::INFINITY, f64::min);
+                0.5 * nearest.sqrt() * (1.0 - BOUND_SLACK)
+            })
+            .collect();
+        // A point's other centres moved at most by the largest move among
+        // them: the largest, or the second largest for the point whose
+        // centre moved most.
+        let (mut m1, mut m1_at, mut m2) = (0f64, usize::MAX, 0f64);
+        for (j, &m) in moved.iter().enumerate() {
+            if m > m1 {
+                (m2, m1, m1_at) = (m1, m, j);
+            } else if m > m2 {
+                m2 = m;
+            }
+        }
+        for (i, p) in x.chunks_exact(d).enumerate() {
+            let a = self.labels[i] as usize;
+            self.upper[i] += moved[a];
+            self.lower[i] -= if a == m1_at { m2 } else { m1 };
+            if self.upper[i] * (1.0 + BOUND_SLACK) < self.lower[i].max(half_gap[a]) {
+                visit(p, self.labels[i], None);
+            } else {
+                let best = self.recompute(i, p, c);
+                visit(p, self.labels[i], Some(best));
+            }
+        }
+    }
+}
+
+/// Squared distance of two f32 vectors, accumulated in f64.
+fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&p, &q)| (p as f64 - q as f64).powi(2)).sum()
 }
 
 /// k-means++ seeding on the host (same draws as the tensor version).
@@ -282,6 +423,80 @@ mod tests {
         let t = kmeans_torch(&x, 6, 5, &mut SplitMix64::new(1));
         let dt = Vec::<f32>::try_from(sq_dist(&truth, &t.centres).sqrt().amin(1, false)).unwrap();
         assert!(dt.iter().all(|&v| v < 0.1) && (t.inertia - fit.inertia).abs() < 1e-3 * fit.inertia);
+    }
+
+    /// Plain Lloyd rounds (a full distance pass each round): what
+    /// [`lloyd_host`] must reproduce bit for bit.
+    fn lloyd_plain(x: &[f32], d: usize, mut c: Vec<f32>, tol: f64) -> (Vec<f32>, f64) {
+        let (n, k) = (x.len() / d, c.len() / d);
+        let mut labels = vec![0u32; n];
+        for _ in 0..300 {
+            assign(x, d, &c, &mut labels);
+            let mut sums = vec![0f64; k * d];
+            let mut counts = vec![0usize; k];
+            for (p, &l) in x.chunks_exact(d).zip(&labels) {
+                counts[l as usize] += 1;
+                for (s, v) in sums[l as usize * d..][..d].iter_mut().zip(p) {
+                    *s += *v as f64;
+                }
+            }
+            let mut shift = 0f64;
+            for j in 0..k {
+                if counts[j] == 0 {
+                    continue;
+                }
+                for t in 0..d {
+                    let v = (sums[j * d + t] / counts[j] as f64) as f32;
+                    shift += ((v - c[j * d + t]) as f64).powi(2);
+                    c[j * d + t] = v;
+                }
+            }
+            if shift <= tol {
+                break;
+            }
+        }
+        let inertia = assign(x, d, &c, &mut labels);
+        (c, inertia)
+    }
+
+    /// The bounded rounds give the same bits as plain Lloyd rounds: on
+    /// overlapping blobs, on uniform noise (many near-ties), on a lattice
+    /// with duplicated points (exact ties), for k = 1 and with a centre
+    /// that empties.
+    #[test]
+    fn bounded_rounds_equal_plain_lloyd() {
+        let mut rng = SplitMix64::new(7);
+        let mut cases: Vec<(Vec<f32>, usize, usize)> = Vec::new();
+        // Overlapping blobs, d = 32, k = 10 (the DEC start's shape).
+        let (n, d) = (3000, 32);
+        let means: Vec<f32> = (0..10 * d).map(|_| (rng.next_f64() * 4.0 - 2.0) as f32).collect();
+        let blobs: Vec<f32> = (0..n).flat_map(|i| {
+            let m = (i % 10) * d;
+            let means = &means;
+            (0..d).map(move |t| means[m + t]).collect::<Vec<_>>()
+        }).zip((0..n * d).map(|_| (rng.next_f64() * 2.0 - 1.0) as f32)).map(|(m, e)| m + 1.5 * e).collect();
+        cases.push((blobs, d, 10));
+        // Uniform noise in 3-d, k = 7.
+        cases.push(((0..2000 * 3).map(|_| rng.next_f64() as f32).collect(), 3, 7));
+        // A 10 × 10 integer lattice, every point twice: exact distance ties.
+        let lattice: Vec<f32> = (0..200).flat_map(|i| [((i / 2) % 10) as f32, ((i / 2) / 10) as f32]).collect();
+        cases.push((lattice.clone(), 2, 6));
+        cases.push((lattice, 2, 1));
+        for (x, d, k) in cases {
+            for restart in 0..4 {
+                let seed = plus_plus_host(&x, d, k, &mut rng);
+                let (a, ia) = lloyd_host(&x, d, seed.clone(), 0.0);
+                let (b, ib) = lloyd_plain(&x, d, seed, 0.0);
+                assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "d {d} k {k} restart {restart}");
+                assert_eq!(ia.to_bits(), ib.to_bits());
+            }
+        }
+        // A centre far from every point empties and keeps its place.
+        let x: Vec<f32> = (0..100).map(|i| (i % 10) as f32).collect();
+        let seed = vec![0.0, 9.0, 1000.0];
+        let (a, _) = lloyd_host(&x, 1, seed.clone(), 0.0);
+        assert_eq!(a, lloyd_plain(&x, 1, seed, 0.0).0);
+        assert_eq!(a[2], 1000.0);
     }
 
     #[test]
