@@ -21,7 +21,8 @@
 //!   product runs on 16 or 32 columns.
 //! * The mask token enters the first linear layer as x·Wᵀ + m·(t·Wᵀ) (m the
 //!   0/1 mask indicator), which equals (x + m·t)·Wᵀ, or, when the token
-//!   replaces the masked rows, as (1 − m)·x·Wᵀ + m·(t·Wᵀ). Either form
+//!   replaces the masked rows, as the kept rows' x·Wᵀ with t·Wᵀ in the
+//!   masked rows (the product runs on the kept rows only). Either form
 //!   spares the n × d_in gradient of the input that autograd would otherwise form.
 //! * Dropout masks on the CPU come from a fast seeded generator on the host
 //!   (libtorch's CPU Bernoulli sampler is serial and was ~15 % of an epoch);
@@ -386,13 +387,17 @@ impl FullBlock {
     fn forward_masked(&self, x: &Tensor, ind: &Tensor, token: &Tensor, replace: bool, train: bool, noise: &Noise) -> Tensor {
         let tw = token.mm(&self.lin.ws.tr());
         let pre = if replace {
-            // The masked rows are the token alone: b + (1 − m)·x·Wᵀ + m·t·Wᵀ.
-            let xw = x.mm(&self.lin.ws.tr()) * (-ind + 1.0);
-            let xw = match &self.lin.bs {
-                Some(b) => xw + b,
-                None => xw,
+            // The masked rows are the token alone (b + t·Wᵀ); only the kept
+            // rows (1 − mask_rate of them) go through the n × d_in product,
+            // in the forward and in the weight gradient.
+            let n = x.size()[0];
+            let keep = ind.reshape([n]).eq(0.0).nonzero().squeeze_dim(1);
+            let xw = x.index_select(0, &keep).mm(&self.lin.ws.tr());
+            let (xw, tw) = match &self.lin.bs {
+                Some(b) => (xw + b, b + tw),
+                None => (xw, tw),
             };
-            xw.addcmul(ind, &tw)
+            tw.repeat([n, 1]).index_copy(0, &keep, &xw)
         } else {
             self.linear(x).addcmul(ind, &tw)
         };
