@@ -116,7 +116,7 @@ fn assign(x: &[f32], d: usize, centres: &[f32], labels: &mut [u32]) -> f64 {
     assign_body(x, d, centres, labels)
 }
 
-/// Squared distances from each row of `x` to the centres: the smallest, its
+/// Squared distances from the point `p` to the centres: the smallest, its
 /// centre (the first on a tie) and the second smallest.
 #[inline(always)]
 fn nearest_two(p: &[f32], centres: &[f32], dist: &mut [f32]) -> (f32, u32, f32) {
@@ -229,6 +229,7 @@ struct Bounds {
 
 impl Bounds {
     /// Labels every point with a full distance pass.
+    #[inline(always)]
     fn new(x: &[f32], d: usize, c: &[f32]) -> Self {
         let n = x.len() / d;
         let mut b = Bounds { labels: vec![0; n], upper: vec![0.0; n], lower: vec![0.0; n], dist: vec![0.0; c.len() / d] };
