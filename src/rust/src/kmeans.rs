@@ -79,43 +79,6 @@ fn point_dists(p: &[f32], centres: &[f32], out: &mut [f32]) {
     }
 }
 
-/// Assigns every row of `x` (n × d) to its nearest centre; returns the
-/// summed squared distance.
-#[inline(always)]
-fn assign_body(x: &[f32], d: usize, centres: &[f32], labels: &mut [u32]) -> f64 {
-    let k = centres.len() / d;
-    let mut dist = vec![0f32; k];
-    let mut total = 0f64;
-    for (p, l) in x.chunks_exact(d).zip(labels.iter_mut()) {
-        point_dists(p, centres, &mut dist);
-        let (mut best, mut arg) = (f32::INFINITY, 0);
-        for (j, &v) in dist.iter().enumerate() {
-            if v < best {
-                best = v;
-                arg = j;
-            }
-        }
-        *l = arg as u32;
-        total += best as f64;
-    }
-    total
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn assign_avx2(x: &[f32], d: usize, centres: &[f32], labels: &mut [u32]) -> f64 {
-    assign_body(x, d, centres, labels)
-}
-
-fn assign(x: &[f32], d: usize, centres: &[f32], labels: &mut [u32]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is available (checked at run time).
-        return unsafe { assign_avx2(x, d, centres, labels) };
-    }
-    assign_body(x, d, centres, labels)
-}
-
 /// Squared distances from the point `p` to the centres: the smallest, its
 /// centre (the first on a tie) and the second smallest.
 #[inline(always)]
@@ -424,6 +387,27 @@ mod tests {
         let t = kmeans_torch(&x, 6, 5, &mut SplitMix64::new(1));
         let dt = Vec::<f32>::try_from(sq_dist(&truth, &t.centres).sqrt().amin(1, false)).unwrap();
         assert!(dt.iter().all(|&v| v < 0.1) && (t.inertia - fit.inertia).abs() < 1e-3 * fit.inertia);
+    }
+
+    /// A full distance pass: every row of `x` (n × d) to its nearest
+    /// centre; returns the summed squared distance.
+    fn assign(x: &[f32], d: usize, centres: &[f32], labels: &mut [u32]) -> f64 {
+        let k = centres.len() / d;
+        let mut dist = vec![0f32; k];
+        let mut total = 0f64;
+        for (p, l) in x.chunks_exact(d).zip(labels.iter_mut()) {
+            point_dists(p, centres, &mut dist);
+            let (mut best, mut arg) = (f32::INFINITY, 0);
+            for (j, &v) in dist.iter().enumerate() {
+                if v < best {
+                    best = v;
+                    arg = j;
+                }
+            }
+            *l = arg as u32;
+            total += best as f64;
+        }
+        total
     }
 
     /// Plain Lloyd rounds (a full distance pass each round): what

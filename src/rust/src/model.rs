@@ -616,17 +616,17 @@ impl SedrNet {
         let (mse, sce, mut surrogate, d_token) = match &self.decoder {
             Decoder::Graph(w) => {
                 let r = loss::factored_recon_loss_and_grad(&fw.dec_in, w, x, xx, masked, rec_w, self_w, alpha);
-                let sur = (&fw.dec_in * r.d_s).sum(Kind::Float) + (w * r.d_w).sum(Kind::Float);
+                let sur = inner(&fw.dec_in, &r.d_s) + inner(w, &r.d_w);
                 (r.mse, r.sce, sur, r.d_token)
             }
             Decoder::Mlp(_) => {
                 let recon = self.recon(fw, true);
                 let r = loss::recon_loss_and_grad(&recon, x, masked, rec_w, self_w, alpha);
-                (r.mse, r.sce, (&recon * r.d_recon).sum(Kind::Float), r.d_token)
+                (r.mse, r.sce, inner(&recon, &r.d_recon), r.d_token)
             }
         };
         if let (Some(dt), false) = (d_token, self.mask_replace) {
-            surrogate += (&self.mask_token * dt).sum(Kind::Float);
+            surrogate += inner(&self.mask_token, &dt);
         }
         ReconHead { mse, sce, surrogate }
     }
@@ -648,7 +648,7 @@ impl SedrNet {
                 continue;
             }
             let g = if c.graph { adj.apply(&g) } else { g };
-            (c.pre * g).sum(Kind::Float).backward();
+            inner(&c.pre, &g).backward();
         }
     }
 
@@ -674,6 +674,14 @@ pub fn student_t(z: &Tensor, centres: &Tensor, alpha: f64) -> Tensor {
     let q = (d / alpha + 1.0).pow_tensor_scalar(-(alpha + 1.0) / 2.0);
     let s = q.sum_dim_intlist(1, true, None::<Kind>);
     q / s
+}
+
+/// ⟨t, g⟩, a scalar whose gradient with respect to `t` is exactly `g` (its
+/// value is not used): how a gradient computed outside autograd enters it.
+/// One fused product, without the n × w temporary of `(t * g).sum()`; the
+/// backward pass gives the same bits (g times the unit output gradient).
+pub fn inner(t: &Tensor, g: &Tensor) -> Tensor {
+    t.reshape(-1).dot(&g.reshape(-1))
 }
 
 #[cfg(test)]

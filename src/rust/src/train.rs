@@ -449,7 +449,7 @@ impl Trainer {
         // BCE and of the reconstruction losses enter through surrogate inner
         // products (their values are irrelevant).
         let surrogate = &autograd_part
-            + (&fw.z * (bce_grad * p.gcn_w)).sum(Kind::Float)
+            + crate::model::inner(&fw.z, &(bce_grad * p.gcn_w))
             + &head.surrogate;
         self.opt.zero_grad();
         self.net.backward(&surrogate, tape, adj);
