@@ -759,7 +759,7 @@ mod tests {
         let (bce, bce_grad) = loss::edge_bce_and_grad(&fw.z, &pos, Some(&neg), norm);
         let kl_vgae = loss::vgae_kl(&fw.mu, &fw.log_sigma);
         let dec = loss::dec_kl(&net.soft_assign(&fw.z), &target);
-        let surrogate = &kl_vgae * p.gcn_w + &dec * p.dec_kl_w + (&fw.z * (&bce_grad * p.gcn_w)).sum(Kind::Double) + &head.surrogate;
+        let surrogate = &kl_vgae * p.gcn_w + &dec * p.dec_kl_w + inner(&fw.z, &(&bce_grad * p.gcn_w)) + &head.surrogate;
         let ours_total = f64::try_from(&head.mse * p.rec_w + &head.sce * p.self_w + (&bce + &kl_vgae) * p.gcn_w + &dec * p.dec_kl_w).unwrap();
         net.backward(&surrogate, tape, &op);
         let ours = grads(&vs);
