@@ -27,6 +27,13 @@
 //! * Dropout masks on the CPU come from a fast seeded generator on the host
 //!   (libtorch's CPU Bernoulli sampler is serial and was ~15 % of an epoch);
 //!   on CUDA libtorch's dropout is used.
+//! * In CPU training the encoder blocks' BatchNorm → ELU → dropout run by
+//!   hand ([`host_block`]), outside autograd: the encoder's output is a cut
+//!   like the graph products, and [`SedrNet::backward`] ends with the
+//!   encoder's hand-written backward. The same maths as libtorch's ops in
+//!   fewer passes; CUDA and eval passes use libtorch's.
+
+mod host_block;
 
 use crate::graph::SpatialGraph;
 use crate::loss;
@@ -129,10 +136,26 @@ struct Cut {
     graph: bool,
 }
 
+/// The encoder's hand-run training forward (CPU), kept for its backward.
+struct HostEncoder {
+    enc1: host_block::Saved,
+    enc2: host_block::Saved,
+    /// enc1's product input: x, or x's kept rows with their indices when the
+    /// token replaces the masked rows.
+    x: Tensor,
+    keep: Option<Tensor>,
+    /// The n × 1 mask indicator (None without masking).
+    ind: Option<Tensor>,
+    h1: Tensor,
+    /// The tape leaf that holds the encoder's output.
+    feat: Tensor,
+}
+
 /// The cuts of one training forward, in creation order.
 #[derive(Default)]
 pub struct Tape {
     cuts: Vec<Cut>,
+    encoder: Option<HostEncoder>,
 }
 
 impl Tape {
@@ -166,6 +189,18 @@ fn hash32(mut x: u32) -> u32 {
     x ^= x >> 15;
     x = x.wrapping_mul(0x846c_a68b);
     x ^ (x >> 16)
+}
+
+/// The two 32-bit hash keys of a dropout mask's elements from `start` on
+/// (the counter is 32-bit: each 2^32-element block of a tensor gets its own).
+fn mask_keys(key: u64, start: u64) -> (u32, u32) {
+    let k = key ^ (start >> 32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (k as u32, (k >> 32) as u32)
+}
+
+/// The kept share 1 − p as a 32-bit hash threshold, and the scale 1/(1 − p).
+fn dropout_law(p: f64) -> (u32, f32) {
+    (((1.0 - p) * 4_294_967_296.0).round().min(u32::MAX as f64) as u32, (1.0 / (1.0 - p)) as f32)
 }
 
 /// out[i] = scale if hash(first + i, key) < threshold else 0 (branch-free).
@@ -292,24 +327,44 @@ impl Noise {
             Noise::Torch => x.dropout(p, true),
             Noise::Host { rng, threads } => {
                 let key = rng.borrow_mut().next_u64();
-                let threshold = ((1.0 - p) * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
-                let scale = (1.0 / (1.0 - p)) as f32;
-                // The hash counter is 32-bit: each 2^32-element block gets its
-                // own key. Parts are 2^20-aligned so no block straddles one.
+                let (threshold, scale) = dropout_law(p);
+                // Parts are 2^20-aligned so no 2^20 block straddles a 2^32 one.
                 let mask_t = host_tensor(x.size().as_slice(), *threads, 1 << 20, |part, first| {
                     for (o, block) in part.chunks_mut(1 << 20).enumerate() {
                         let start = (first + (o << 20)) as u64;
-                        let k = key ^ (start >> 32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                        fill_mask(block, start as u32, k as u32, (k >> 32) as u32, threshold, scale);
+                        let (k1, k2) = mask_keys(key, start);
+                        fill_mask(block, start as u32, k1, k2, threshold, scale);
                     }
                 });
                 if x.kind() == Kind::Float { x * mask_t } else { x * mask_t.to_kind(x.kind()) }
             }
         }
     }
+
+    /// The host dropout mask [`Noise::dropout`] would draw next, for the
+    /// hand-written block (tensors of fewer than 2^32 elements); None for
+    /// p = 0 (no draw, as there) or libtorch noise.
+    fn host_dropout(&self, p: f64) -> Option<host_block::Dropout> {
+        match self {
+            Noise::Host { rng, .. } if p > 0.0 => {
+                let (k1, k2) = mask_keys(rng.borrow_mut().next_u64(), 0);
+                let (threshold, scale) = dropout_law(p);
+                Some(host_block::Dropout { k1, k2, threshold, scale })
+            }
+            _ => None,
+        }
+    }
+
+    fn threads(&self) -> usize {
+        match self {
+            Noise::Host { threads, .. } => *threads,
+            Noise::Torch => 1,
+        }
+    }
 }
 
 const BN_EPS: f64 = 1e-3;
+const BN_MOMENTUM: f64 = 0.01;
 
 /// Linear → BatchNorm1d(momentum 0.01, eps 1e-3) → ELU → Dropout, or, as an
 /// output head, Linear → BatchNorm1d alone.
@@ -327,7 +382,7 @@ struct FullBlock {
 impl FullBlock {
     fn new(vs: nn::Path, d_in: i64, d_out: i64, p: f64, full_batch_eval: bool) -> Self {
         let lin = nn::linear(&vs / "lin", d_in, d_out, Default::default());
-        let bn_cfg = nn::BatchNormConfig { momentum: 0.01, eps: BN_EPS, ..Default::default() };
+        let bn_cfg = nn::BatchNormConfig { momentum: BN_MOMENTUM, eps: BN_EPS, ..Default::default() };
         let bn = nn::batch_norm1d(&vs / "bn", d_out, bn_cfg);
         FullBlock { lin, bn, p, hidden: true, full_batch_eval }
     }
@@ -385,23 +440,49 @@ impl FullBlock {
     /// written as x·Wᵀ + b + m·(t·Wᵀ); with `replace`, to the rows of x with
     /// the masked ones replaced by t: (1 − m)·x·Wᵀ + b + m·(t·Wᵀ).
     fn forward_masked(&self, x: &Tensor, ind: &Tensor, token: &Tensor, replace: bool, train: bool, noise: &Noise) -> Tensor {
+        self.finish(self.masked_linear(x, ind, token, replace).0, train, noise)
+    }
+
+    /// The linear part of [`FullBlock::forward_masked`], and with `replace`
+    /// the kept rows of x that went through the product (for the weight
+    /// gradient) with their indices.
+    fn masked_linear(&self, x: &Tensor, ind: &Tensor, token: &Tensor, replace: bool) -> (Tensor, Option<(Tensor, Tensor)>) {
         let tw = token.mm(&self.lin.ws.tr());
-        let pre = if replace {
+        if replace {
             // The masked rows are the token alone (b + t·Wᵀ); only the kept
             // rows (1 − mask_rate of them) go through the n × d_in product,
             // in the forward and in the weight gradient.
             let n = x.size()[0];
             let keep = ind.reshape([n]).eq(0.0).nonzero().squeeze_dim(1);
-            let xw = x.index_select(0, &keep).mm(&self.lin.ws.tr());
+            let x_kept = x.index_select(0, &keep);
+            let xw = x_kept.mm(&self.lin.ws.tr());
             let (xw, tw) = match &self.lin.bs {
                 Some(b) => (xw + b, b + tw),
                 None => (xw, tw),
             };
-            tw.repeat([n, 1]).index_copy(0, &keep, &xw)
+            (tw.repeat([n, 1]).index_copy(0, &keep, &xw), Some((x_kept, keep)))
         } else {
-            self.linear(x).addcmul(ind, &tw)
-        };
-        self.finish(pre, train, noise)
+            (self.linear(x).addcmul(ind, &tw), None)
+        }
+    }
+
+    /// A hidden block's training BN → ELU → dropout by hand (see [`host_block`]).
+    fn finish_host(&self, pre: Tensor, noise: &Noise) -> (Tensor, host_block::Saved) {
+        host_block::forward(pre, &self.bn, BN_EPS, BN_MOMENTUM, noise.host_dropout(self.p), noise.threads())
+    }
+
+    /// A surrogate whose gradient is the block's hand-computed one: `dw`
+    /// for the weight, and from the normalisation's backward `g` the bias
+    /// (the pre-activation gradient summed over rows), γ and β.
+    fn host_surrogate(&self, dw: &Tensor, g: &host_block::Grads) -> Tensor {
+        let mut s = inner(&self.lin.ws, dw);
+        if let Some(b) = &self.lin.bs {
+            s += inner(b, &g.pre.sum_dim_intlist(0, false, None::<Kind>));
+        }
+        if let (Some(w), Some(b)) = (&self.bn.ws, &self.bn.bs) {
+            s += inner(w, &g.gamma) + inner(b, &g.beta);
+        }
+        s
     }
 }
 
@@ -539,15 +620,41 @@ impl SedrNet {
             Some(tp) => tp.cut(t, None),
             None => t,
         };
-        let (h1, masked) = if train && self.mask_rate > 0.0 {
+        let masked = (train && self.mask_rate > 0.0).then(|| {
             let n_mask = ((self.mask_rate * n as f64) as i64).clamp(1, n);
-            let ind = noise.mask_indicator(n, n_mask, x);
-            let h1 = self.enc1.forward_masked(x, &ind, &self.mask_token, self.mask_replace, train, noise);
-            (h1, Some((ind, n_mask)))
+            (noise.mask_indicator(n, n_mask, x), n_mask)
+        });
+        // By hand on the host: CPU training in float or double, at least two
+        // rows (BatchNorm's batch statistics) and a 32-bit mask counter.
+        let host = tape.is_some()
+            && matches!(noise, Noise::Host { .. })
+            && matches!(x.kind(), Kind::Float | Kind::Double)
+            && n >= 2
+            && (n as u64) * (self.enc1.lin.ws.size()[0].max(self.enc2.lin.ws.size()[0]) as u64) < 1 << 32;
+        let (feat, h1) = if host {
+            let (pre, kept) = match &masked {
+                Some((ind, _)) => self.enc1.masked_linear(x, ind, &self.mask_token, self.mask_replace),
+                None => (self.enc1.linear(x), None),
+            };
+            let (h1, enc1) = self.enc1.finish_host(pre, noise);
+            let (feat, enc2) = self.enc2.finish_host(self.enc2.linear(&h1), noise);
+            let feat = ident(feat, &mut tape);
+            let (x, keep) = match kept {
+                Some((rows, keep)) => (rows, Some(keep)),
+                None => (x.shallow_clone(), None),
+            };
+            let ind = masked.as_ref().map(|(ind, _)| ind.shallow_clone());
+            if let Some(tp) = tape.as_deref_mut() {
+                tp.encoder = Some(HostEncoder { enc1, enc2, x, keep, ind, h1, feat: feat.shallow_clone() });
+            }
+            (feat, None)
         } else {
-            (self.enc1.forward(x, train, noise), None)
+            let h1 = match &masked {
+                Some((ind, _)) => self.enc1.forward_masked(x, ind, &self.mask_token, self.mask_replace, train, noise),
+                None => self.enc1.forward(x, train, noise),
+            };
+            (ident(self.enc2.forward(&h1, train, noise), &mut tape), Some(h1))
         };
-        let feat = ident(self.enc2.forward(&h1, train, noise), &mut tape);
         // Not needed past here (the tape, when recording, holds its own
         // reference): n × 64 less at the graph layers' peak.
         std::mem::drop(h1);
@@ -650,6 +757,37 @@ impl SedrNet {
             let g = if c.graph { adj.apply(&g) } else { g };
             inner(&c.pre, &g).backward();
         }
+        if let Some(e) = tape.encoder {
+            self.encoder_backward(e);
+        }
+    }
+
+    /// The hand-written backward of the encoder from the gradient of its
+    /// output leaf; the parameter gradients enter autograd through one
+    /// surrogate of inner products.
+    fn encoder_backward(&self, e: HostEncoder) {
+        let g_feat = e.feat.grad();
+        if !g_feat.defined() {
+            return;
+        }
+        let threads = self.noise.threads();
+        let (w1, w2) = (self.enc1.lin.ws.detach(), self.enc2.lin.ws.detach());
+        let g2 = host_block::backward(&e.enc2, &e.feat, &g_feat, threads);
+        let g1 = host_block::backward(&e.enc1, &e.h1, &g2.pre.mm(&w2), threads);
+        let dw2 = g2.pre.tr().mm(&e.h1);
+        let mut dw1 = match &e.keep {
+            Some(keep) => g1.pre.index_select(0, keep).tr().mm(&e.x),
+            None => g1.pre.tr().mm(&e.x),
+        };
+        let mut surrogate = self.enc2.host_surrogate(&dw2, &g2);
+        if let Some(ind) = &e.ind {
+            // The masked rows' m·(t·Wᵀ): dW += sᵀ·t and dt = s·W, s = mᵀ·dpre.
+            let s = ind.tr().mm(&g1.pre);
+            dw1 += s.tr().mm(&self.mask_token.detach());
+            surrogate += inner(&self.mask_token, &s.mm(&w1));
+        }
+        surrogate += self.enc1.host_surrogate(&dw1, &g1);
+        surrogate.backward();
     }
 
     /// DEC soft assignment: Student-t kernel between Z and the centres,
@@ -718,7 +856,9 @@ mod tests {
     /// reconstruction gradients by hand, reordered products) gives the same
     /// parameter gradients as plain autograd through the reference
     /// formulation with a dense Â, in float64.
-    fn gradients_match(mode: Mode, mask_replace: bool) {
+    /// `torch_noise`: libtorch's noise, so the encoder runs through libtorch's
+    /// ops and autograd as on CUDA, instead of by hand.
+    fn gradients_match(mode: Mode, mask_replace: bool, torch_noise: bool) {
         let (rows, cols) = (6usize, 9usize);
         let coords: Vec<f64> = (0..rows * cols).flat_map(|i| [(i % cols) as f64 + 0.5 * ((i / cols) % 2) as f64, (i / cols) as f64 * 0.866]).collect();
         let g = build_graph(&Coords { data: &coords, dim: 2 }, None, Neighbours::Knn(6)).unwrap();
@@ -727,6 +867,9 @@ mod tests {
         tch::manual_seed(11);
         let mut vs = nn::VarStore::new(Device::Cpu);
         let mut net = SedrNet::new(&vs.root(), d, &p);
+        if torch_noise {
+            net.noise = Noise::Torch;
+        }
         vs.double();
         let x = Tensor::randn([n, d], (Kind::Double, Device::Cpu));
         // A non-zero token so both of its paths matter.
@@ -753,6 +896,8 @@ mod tests {
         // Ours.
         let mut fw = net.forward(&x, &op, true);
         let tape = fw.tape.take().unwrap();
+        // The encoder ran by hand exactly when the noise is the host's.
+        assert_eq!(tape.encoder.is_some(), !torch_noise);
         let ind = fw.masked.as_ref().map(|(i, _)| i.shallow_clone()).unwrap();
         let xx = x.square().sum_dim_intlist(1, false, None::<Kind>);
         let head = net.recon_head(&fw, &x, &xx, true, p.rec_w, p.self_w, p.sce_alpha);
@@ -884,13 +1029,17 @@ mod tests {
 
     #[test]
     fn cut_backward_matches_plain_autograd_clustering() {
-        gradients_match(Mode::Clustering, true);
-        gradients_match(Mode::Clustering, false);
+        gradients_match(Mode::Clustering, true, false);
+        gradients_match(Mode::Clustering, true, true);
+        gradients_match(Mode::Clustering, false, false);
+        gradients_match(Mode::Clustering, false, true);
     }
 
     #[test]
     fn cut_backward_matches_plain_autograd_imputation() {
-        gradients_match(Mode::Imputation, false);
-        gradients_match(Mode::Imputation, true);
+        gradients_match(Mode::Imputation, false, false);
+        gradients_match(Mode::Imputation, false, true);
+        gradients_match(Mode::Imputation, true, false);
+        gradients_match(Mode::Imputation, true, true);
     }
 }
