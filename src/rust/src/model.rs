@@ -632,12 +632,13 @@ impl SedrNet {
             && n >= 2
             && (n as u64) * (self.enc1.lin.ws.size()[0].max(self.enc2.lin.ws.size()[0]) as u64) < 1 << 32;
         let (feat, h1) = if host {
-            let (pre, kept) = match &masked {
+            // Outside autograd: the backward is [`SedrNet::encoder_backward`].
+            let (pre, kept) = tch::no_grad(|| match &masked {
                 Some((ind, _)) => self.enc1.masked_linear(x, ind, &self.mask_token, self.mask_replace),
                 None => (self.enc1.linear(x), None),
-            };
+            });
             let (h1, enc1) = self.enc1.finish_host(pre, noise);
-            let (feat, enc2) = self.enc2.finish_host(self.enc2.linear(&h1), noise);
+            let (feat, enc2) = self.enc2.finish_host(tch::no_grad(|| self.enc2.linear(&h1)), noise);
             let feat = ident(feat, &mut tape);
             let (x, keep) = match kept {
                 Some((rows, keep)) => (rows, Some(keep)),
