@@ -323,7 +323,7 @@ unsafe fn accum_avx2<const K: usize>(zv: &[f32], k: usize, offsets: &[usize], id
     accum_body::<K>(zv, k, offsets, ids, other, c, scale, first, rows)
 }
 
-fn has_avx2() -> bool {
+pub(crate) fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2")

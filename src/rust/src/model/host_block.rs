@@ -7,9 +7,9 @@
 //! them each way. Here the forward is two passes over the pre-activation
 //! (column moments, then normalise + ELU + dropout in one sweep) and the
 //! backward two (the BatchNorm reductions, then the input gradient). The
-//! backward needs the pre-activation, the output (the ELU's slope is the
-//! output plus the dropout scale where it is not positive, so no exp) and
-//! the dropout mask, one byte per element; the mask is the one
+//! backward needs the pre-activation, the output (where the output y is not
+//! positive, the ELU's slope times the dropout scale is y + scale: no exp)
+//! and the dropout mask, one byte per element; the mask is the one
 //! [`super::Noise`] draws for the same key.
 //!
 //! Reductions run over fixed blocks of rows, summed in block order, so the
@@ -86,7 +86,7 @@ fn exp_nonpos_f32(x: f32) -> f32 {
     let n = t - MAGIC;
     // ln 2 split in two so that n·ln 2 is exact in the first part.
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = (((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5.000_000_1e-1) * r * r + r + 1.0;
+    let p = (((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_6e-1) * r + 0.5) * r * r + r + 1.0;
     let k = t.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127);
     p * f32::from_bits(k << 23)
 }
@@ -237,8 +237,8 @@ fn input_grad_body<T: Real>(pre: &[T], g: &mut [T], norm: &Affine<T>, c: &[Vec<T
     }
 }
 
-// AVX2 builds of the bodies (no FMA: the rounding is the same with or
-// without it, so results do not depend on the CPU).
+// AVX2 builds of the bodies. No FMA, so they round as the plain builds do
+// and the results do not depend on the CPU.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn moments_avx2<T: Real>(rows: &[T], shift: &[T], s1: &mut [T], s2: &mut [T]) {
@@ -264,23 +264,12 @@ unsafe fn input_grad_avx2<T: Real>(pre: &[T], g: &mut [T], norm: &Affine<T>, c: 
     input_grad_body(pre, g, norm, c)
 }
 
-fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Calls the AVX2 build of a body when the CPU has it, else the plain one.
 macro_rules! dispatch {
     ($avx:expr, $body:expr, $($arg:expr),*) => {{
         #[cfg(target_arch = "x86_64")]
         {
-            if avx2() {
+            if crate::loss::has_avx2() {
                 // SAFETY: the CPU supports AVX2 (checked at run time).
                 unsafe { $avx($($arg),*) }
             } else {
