@@ -27,11 +27,12 @@
 //! * Dropout masks on the CPU come from a fast seeded generator on the host
 //!   (libtorch's CPU Bernoulli sampler is serial and was ~15 % of an epoch);
 //!   on CUDA libtorch's dropout is used.
-//! * In CPU training the encoder blocks' BatchNorm → ELU → dropout run by
-//!   hand ([`host_block`]), outside autograd: the encoder's output is a cut
-//!   like the graph products, and [`SedrNet::backward`] ends with the
-//!   encoder's hand-written backward. The same maths as libtorch's ops in
-//!   fewer passes; CUDA and eval passes use libtorch's.
+//! * In CPU training the encoder blocks' BatchNorm → ELU → dropout and the
+//!   graph layer's ReLU with its heads' dropouts run by hand
+//!   ([`host_block`]), outside autograd: the encoder's output is a cut like
+//!   the graph products, the heads' cut carries its own backward, and
+//!   [`SedrNet::backward`] ends with the encoder's. The same maths as
+//!   libtorch's ops in fewer passes; CUDA and eval passes use libtorch's.
 
 mod host_block;
 
@@ -134,6 +135,17 @@ struct Cut {
     pre: Tensor,
     post: Tensor,
     graph: bool,
+    /// The graph layer's heads run by hand (CPU training): `pre` holds no
+    /// autograd graph, the backward is [`SedrNet::heads_backward`].
+    by_hand: Option<HostHeads>,
+}
+
+/// The graph layer from its input leaf `a` = Â·dropout(feat) to the heads'
+/// pre-activation: ReLU(a·W₁) and the two heads' dropouts by hand
+/// ([`host_block::relu_two_dropouts`]), the products through libtorch.
+struct HostHeads {
+    a: Tensor,
+    two: host_block::TwoDropouts,
 }
 
 /// The encoder's hand-run training forward (CPU), kept for its backward.
@@ -166,7 +178,14 @@ impl Tape {
             None => pre.detach(),
         };
         let post = value.set_requires_grad(true);
-        self.cuts.push(Cut { pre, post: post.shallow_clone(), graph: adj.is_some() });
+        self.cuts.push(Cut { pre, post: post.shallow_clone(), graph: adj.is_some(), by_hand: None });
+        post
+    }
+
+    /// A graph cut of the hand-run heads: holds Â·pre.
+    fn cut_heads(&mut self, pre: Tensor, adj: &GraphOp, heads: HostHeads) -> Tensor {
+        let post = adj.apply(&pre).set_requires_grad(true);
+        self.cuts.push(Cut { pre, post: post.shallow_clone(), graph: true, by_hand: Some(heads) });
         post
     }
 }
@@ -630,7 +649,7 @@ impl SedrNet {
             && matches!(noise, Noise::Host { .. })
             && matches!(x.kind(), Kind::Float | Kind::Double)
             && n >= 2
-            && (n as u64) * (self.enc1.lin.ws.size()[0].max(self.enc2.lin.ws.size()[0]) as u64) < 1 << 32;
+            && (n as u64) * (self.enc1.lin.ws.size()[0].max(self.enc2.lin.ws.size()[0]).max(self.gc1.size()[1]) as u64) < 1 << 32;
         let (feat, h1) = if host {
             // Outside autograd: the backward is [`SedrNet::encoder_backward`].
             let (pre, kept) = tch::no_grad(|| match &masked {
@@ -660,18 +679,31 @@ impl SedrNet {
         // reference): n × 64 less at the graph layers' peak.
         std::mem::drop(h1);
         // gc1: Â·(dropout(feat)·W) = (Â·dropout(feat))·W.
-        let mut h = graph(drop(&feat), &mut tape).mm(&self.gc1);
-        // In place in an eval pass (no grad; at millions of spots h is its
-        // largest tensor after the encoder's).
-        let h = if train {
-            h.relu()
-        } else {
-            let _ = h.relu_();
-            h
-        };
+        let a = graph(drop(&feat), &mut tape);
         // gc_mu and gc_sigma share one product with Â on their 2 × 16 columns.
-        let heads = Tensor::cat(&[drop(&h).mm(&self.gc_mu), drop(&h).mm(&self.gc_sigma)], 1);
-        let heads = graph(heads, &mut tape);
+        let heads = match tape.as_deref_mut() {
+            Some(tp) if host => {
+                // The same values as below (the masks drawn in the same
+                // order), the elementwise part in one pass each way.
+                let h = tch::no_grad(|| a.mm(&self.gc1));
+                let two = host_block::relu_two_dropouts(&h, [noise.host_dropout(self.p_drop), noise.host_dropout(self.p_drop)], noise.threads());
+                let pre = tch::no_grad(|| Tensor::cat(&[two.hm[0].mm(&self.gc_mu), two.hm[1].mm(&self.gc_sigma)], 1));
+                tp.cut_heads(pre, adj, HostHeads { a, two })
+            }
+            _ => {
+                let mut h = a.mm(&self.gc1);
+                // In place in an eval pass (no grad; at millions of spots h
+                // is its largest tensor after the encoder's).
+                let h = if train {
+                    h.relu()
+                } else {
+                    let _ = h.relu_();
+                    h
+                };
+                let heads = Tensor::cat(&[drop(&h).mm(&self.gc_mu), drop(&h).mm(&self.gc_sigma)], 1);
+                graph(heads, &mut tape)
+            }
+        };
         let k = self.gc_mu.size()[1];
         let mu = heads.narrow(1, 0, k);
         let log_sigma = heads.narrow(1, k, self.gc_sigma.size()[1]);
@@ -748,7 +780,7 @@ impl SedrNet {
     pub fn backward(&self, loss: &Tensor, tape: Tape, adj: &GraphOp) {
         loss.backward();
         for c in tape.cuts.into_iter().rev() {
-            if !c.pre.requires_grad() {
+            if c.by_hand.is_none() && !c.pre.requires_grad() {
                 continue;
             }
             let g = c.post.grad();
@@ -756,11 +788,35 @@ impl SedrNet {
                 continue;
             }
             let g = if c.graph { adj.apply(&g) } else { g };
-            inner(&c.pre, &g).backward();
+            match c.by_hand {
+                Some(heads) => self.heads_backward(heads, &g),
+                None => inner(&c.pre, &g).backward(),
+            }
         }
         if let Some(e) = tape.encoder {
             self.encoder_backward(e);
         }
+    }
+
+    /// The backward of the hand-run heads for the gradient `g` of their
+    /// pre-activation: the products' gradients as libtorch's mm backward
+    /// forms them, the elementwise part by hand; the weights' and the input
+    /// leaf's gradients enter autograd through one surrogate.
+    fn heads_backward(&self, heads: HostHeads, g: &Tensor) {
+        let k = self.gc_mu.size()[1];
+        let (g_mu, g_sigma) = (g.narrow(1, 0, k), g.narrow(1, k, self.gc_sigma.size()[1]));
+        let [hm_mu, hm_sigma] = &heads.two.hm;
+        let d_h = host_block::relu_two_dropouts_backward(
+            &heads.two,
+            [&g_mu.mm(&self.gc_mu.detach().tr()), &g_sigma.mm(&self.gc_sigma.detach().tr())],
+            self.noise.threads(),
+        );
+        let a = heads.a.detach();
+        (inner(&self.gc_mu, &hm_mu.tr().mm(&g_mu))
+            + inner(&self.gc_sigma, &hm_sigma.tr().mm(&g_sigma))
+            + inner(&self.gc1, &a.tr().mm(&d_h))
+            + inner(&heads.a, &d_h.mm(&self.gc1.detach().tr())))
+        .backward();
     }
 
     /// The hand-written backward of the encoder from the gradient of its

@@ -1,5 +1,6 @@
-//! An encoder block's BatchNorm → ELU → dropout in CPU training, forward and
-//! backward written by hand.
+//! Elementwise parts of the network written by hand for CPU training,
+//! forward and backward: an encoder block's BatchNorm → ELU → dropout, and
+//! the graph layer's ReLU with its two heads' dropouts.
 //!
 //! At a Visium section's size (a few thousand spots × 16 or 64 columns)
 //! each libtorch elementwise op costs more in dispatch, autograd bookkeeping
@@ -11,6 +12,10 @@
 //! positive, the ELU's slope times the dropout scale is y + scale: no exp)
 //! and the dropout mask, one byte per element; the mask is the one
 //! [`super::Noise`] draws for the same key.
+//!
+//! The graph layer's ReLU and dropouts give the same bits as libtorch's ops
+//! and autograd (one multiplication per element each way, no reduction); the
+//! encoder block's reductions differ from libtorch's in rounding.
 //!
 //! Reductions run over fixed blocks of rows, summed in block order, so the
 //! result does not depend on the thread count.
@@ -448,6 +453,107 @@ fn backward_as<T: Real>(saved: &Saved, y: &Tensor, dy: &Tensor, threads: usize) 
     Grads { pre: dpre, gamma: Tensor::from_slice(&sgx).to_kind(T::KIND), beta: Tensor::from_slice(&sg).to_kind(T::KIND) }
 }
 
+/// The graph layer's ReLU and the two dropouts of its heads by hand:
+/// hm_k = ReLU(h)·mask_k (k = 1, 2), as `h.relu()` then two
+/// [`super::Noise::dropout`] calls compute them, and per element one byte of
+/// flags for the backward (bit 0, bit 1: kept by mask 1, 2; bit 2: ReLU(h)
+/// not ≤ 0, which passes the gradient).
+pub(super) struct TwoDropouts {
+    pub hm: [Tensor; 2],
+    flags: Vec<u8>,
+    scale: [f32; 2],
+}
+
+const KEPT: [u8; 2] = [1, 2];
+const PASSES: u8 = 4;
+
+#[inline(always)]
+fn relu_two_body<T: Real, const DROP: bool>(h: &[T], out: (&mut [T], &mut [T]), flags: &mut [u8], drop: [&Dropout; 2], first: usize) {
+    let (o1, o2) = out;
+    let s = [T::of(drop[0].scale as f64), T::of(drop[1].scale as f64)];
+    for (e, (((x, y1), y2), f)) in h.iter().zip(o1.iter_mut()).zip(o2.iter_mut()).zip(flags.iter_mut()).enumerate() {
+        // clamp_min(0): NaN stays NaN.
+        let r = if *x <= T::ZERO { T::ZERO } else { *x };
+        let (k1, k2) = if DROP { (kept(drop[0], first + e), kept(drop[1], first + e)) } else { (true, true) };
+        *y1 = r * if k1 { s[0] } else { T::ZERO };
+        *y2 = r * if k2 { s[1] } else { T::ZERO };
+        *f = (k1 as u8) * KEPT[0] + (k2 as u8) * KEPT[1] + ((!(r <= T::ZERO)) as u8) * PASSES;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn relu_two_avx2<T: Real, const DROP: bool>(h: &[T], out: (&mut [T], &mut [T]), flags: &mut [u8], drop: [&Dropout; 2], first: usize) {
+    relu_two_body::<T, DROP>(h, out, flags, drop, first)
+}
+
+/// ReLU(h) and its two dropouts (both masks, or neither, present).
+pub(super) fn relu_two_dropouts(h: &Tensor, drop: [Option<Dropout>; 2], threads: usize) -> TwoDropouts {
+    match h.kind() {
+        Kind::Double => relu_two_as::<f64>(h, drop, threads),
+        _ => relu_two_as::<f32>(h, drop, threads),
+    }
+}
+
+fn relu_two_as<T: Real>(h: &Tensor, drop: [Option<Dropout>; 2], threads: usize) -> TwoDropouts {
+    let h = h.contiguous();
+    let (n, d) = (h.size()[0] as usize, h.size()[1] as usize);
+    let x = view::<T>(&h);
+    let (mut a, mut b) = (fresh::<T>(n, d), fresh::<T>(n, d));
+    let mut flags = vec![0u8; n * d];
+    let rows = BLOCK_ROWS * d;
+    let work: Vec<_> = view_mut::<T>(&mut a).chunks_mut(rows).zip(view_mut::<T>(&mut b).chunks_mut(rows)).zip(flags.chunks_mut(rows)).collect();
+    run_blocks(work, n * d, threads, |blk, ((p1, p2), f)| {
+        let first = blk * rows;
+        let x = &x[first..first + p1.len()];
+        match &drop {
+            [Some(d1), Some(d2)] => dispatch!(relu_two_avx2::<T, true>, relu_two_body::<T, true>, x, (p1, p2), f, [d1, d2], first),
+            _ => dispatch!(relu_two_avx2::<T, false>, relu_two_body::<T, false>, x, (p1, p2), f, [&NO_DROPOUT, &NO_DROPOUT], first),
+        }
+    });
+    let scale = [drop[0].map_or(1.0, |d| d.scale), drop[1].map_or(1.0, |d| d.scale)];
+    TwoDropouts { hm: [a, b], flags, scale }
+}
+
+#[inline(always)]
+fn relu_two_back_body<T: Real>(g1: &[T], g2: &[T], flags: &[u8], scale: [T; 2], out: &mut [T]) {
+    for (((a, b), f), o) in g1.iter().zip(g2).zip(flags).zip(out.iter_mut()) {
+        let t1 = *a * if f & KEPT[0] != 0 { scale[0] } else { T::ZERO };
+        let t2 = *b * if f & KEPT[1] != 0 { scale[1] } else { T::ZERO };
+        *o = if f & PASSES != 0 { t1 + t2 } else { T::ZERO };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn relu_two_back_avx2<T: Real>(g1: &[T], g2: &[T], flags: &[u8], scale: [T; 2], out: &mut [T]) {
+    relu_two_back_body(g1, g2, flags, scale, out)
+}
+
+/// dL/dh from the gradients of hm_1 and hm_2: (g_1·mask_1 + g_2·mask_2)
+/// where ReLU passes, 0 elsewhere, as autograd forms it.
+pub(super) fn relu_two_dropouts_backward(saved: &TwoDropouts, g: [&Tensor; 2], threads: usize) -> Tensor {
+    match saved.hm[0].kind() {
+        Kind::Double => relu_two_back_as::<f64>(saved, g, threads),
+        _ => relu_two_back_as::<f32>(saved, g, threads),
+    }
+}
+
+fn relu_two_back_as<T: Real>(saved: &TwoDropouts, g: [&Tensor; 2], threads: usize) -> Tensor {
+    let (n, d) = (saved.hm[0].size()[0] as usize, saved.hm[0].size()[1] as usize);
+    let (g1, g2) = (g[0].to_kind(T::KIND).contiguous(), g[1].to_kind(T::KIND).contiguous());
+    let (g1, g2) = (view::<T>(&g1), view::<T>(&g2));
+    let scale = [T::of(saved.scale[0] as f64), T::of(saved.scale[1] as f64)];
+    let flags = &saved.flags[..];
+    let mut out = fresh::<T>(n, d);
+    let rows = BLOCK_ROWS * d;
+    run_blocks(view_mut::<T>(&mut out).chunks_mut(rows).collect(), n * d, threads, |blk, part| {
+        let (first, len) = (blk * rows, part.len());
+        dispatch!(relu_two_back_avx2, relu_two_back_body, &g1[first..first + len], &g2[first..first + len], &flags[first..first + len], scale, part)
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Noise, BN_EPS};
@@ -536,6 +642,33 @@ mod tests {
     #[test]
     fn block_matches_autograd_in_float() {
         matches_autograd(Kind::Float, 3000, 0.2, 1, 1e-4);
+    }
+
+    /// ReLU and two dropouts against libtorch's ops and autograd with the
+    /// same host masks: the same bits, forward and backward.
+    #[test]
+    fn relu_two_dropouts_matches_autograd_exactly() {
+        for (kind, p) in [(Kind::Double, 0.2), (Kind::Float, 0.2), (Kind::Float, 0.0)] {
+            tch::manual_seed(3);
+            let h = Tensor::randn([1500, 40], (kind, Device::Cpu));
+            let (g1, g2) = (Tensor::randn([1500, 40], (kind, Device::Cpu)), Tensor::randn([1500, 40], (kind, Device::Cpu)));
+            let noise = Noise::Host { rng: RefCell::new(SplitMix64::new(21)), threads: 1 };
+            let leaf = h.detach().set_requires_grad(true);
+            let r = leaf.relu();
+            let (w1, w2) = (noise.dropout(&r, p, true), noise.dropout(&r, p, true));
+            (&w1 * &g1 + &w2 * &g2).sum(kind).backward();
+
+            let noise = Noise::Host { rng: RefCell::new(SplitMix64::new(21)), threads: 1 };
+            let two = relu_two_dropouts(&h, [noise.host_dropout(p), noise.host_dropout(p)], 2);
+            let dh = relu_two_dropouts_backward(&two, [&g1, &g2], 2);
+            assert!(two.hm[0].equal(&w1.detach()) && two.hm[1].equal(&w2.detach()), "{kind:?} p {p}: outputs");
+            assert!(dh.equal(&leaf.grad()), "{kind:?} p {p}: gradient");
+            // Not vacuous: some entries are dropped by one mask and kept by the other.
+            if p > 0.0 {
+                let one = two.hm[0].eq(0.0).logical_xor(&two.hm[1].eq(0.0)).to_kind(Kind::Int64).sum(Kind::Int64);
+                assert!(i64::try_from(one).unwrap() > 100);
+            }
+        }
     }
 
     #[test]
