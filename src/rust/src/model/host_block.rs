@@ -467,6 +467,8 @@ pub(super) struct TwoDropouts {
 const KEPT: [u8; 2] = [1, 2];
 const PASSES: u8 = 4;
 
+// `!(r <= 0)`: NaN passes the gradient, as in libtorch's threshold_backward.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 #[inline(always)]
 fn relu_two_body<T: Real, const DROP: bool>(h: &[T], out: (&mut [T], &mut [T]), flags: &mut [u8], drop: [&Dropout; 2], first: usize) {
     let (o1, o2) = out;
