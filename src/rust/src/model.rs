@@ -953,8 +953,10 @@ mod tests {
         // Ours.
         let mut fw = net.forward(&x, &op, true);
         let tape = fw.tape.take().unwrap();
-        // The encoder ran by hand exactly when the noise is the host's.
+        // The encoder and the graph layer's heads ran by hand exactly when
+        // the noise is the host's.
         assert_eq!(tape.encoder.is_some(), !torch_noise);
+        assert_eq!(tape.cuts.iter().any(|c| c.by_hand.is_some()), !torch_noise);
         let ind = fw.masked.as_ref().map(|(i, _)| i.shallow_clone()).unwrap();
         let xx = x.square().sum_dim_intlist(1, false, None::<Kind>);
         let head = net.recon_head(&fw, &x, &xx, true, p.rec_w, p.self_w, p.sce_alpha);
