@@ -30,8 +30,9 @@
 #' **Reproducibility.** `seed.use` (default 42) seeds R's generator, from
 #' which one integer seed is drawn for everything in the Rust core (weights,
 #' masks, dropout, negative edges, k-means). On the CPU the same seed and
-#' the same `n.threads` give an identical embedding, on any machine; a
-#' different thread count changes the order of floating-point sums and so
+#' the same `n.threads` give an identical embedding on the same machine
+#' type (another processor may take other matrix-product kernels, whose last
+#' digits training amplifies); a different thread count changes the order of floating-point sums and so
 #' the last digits, which training can amplify. That is why the default is
 #' one thread (at DLPFC size two threads save about 10 % of the training
 #' time; `bench/README.md`), and why the thread count used is stored with
