@@ -32,8 +32,9 @@
 #' masks, dropout, negative edges, k-means). On the CPU the same seed and
 #' the same `n.threads` give an identical embedding on the same machine
 #' type (another processor may take other matrix-product kernels, whose last
-#' digits training amplifies); a different thread count changes the order of floating-point sums and so
-#' the last digits, which training can amplify. That is why the default is
+#' digits training amplifies); a different thread count changes the order
+#' of floating-point sums and so the last digits, which training can
+#' amplify. That is why the default is
 #' one thread (at DLPFC size two threads save about 10 % of the training
 #' time; `bench/README.md`), and why the thread count used is stored with
 #' the result (`params$n.threads`). On CUDA results may differ in the last
