@@ -13,6 +13,7 @@ pub mod batches;
 pub mod device;
 pub mod error;
 pub mod graph;
+mod host_slice;
 pub mod kmeans;
 pub mod lisi;
 pub mod loss;

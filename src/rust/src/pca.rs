@@ -526,30 +526,12 @@ fn strided_host_slice(t: &Tensor) -> Result<(&[f64], usize, usize)> {
 
 /// The data of a contiguous double tensor on the CPU, borrowed.
 fn host_slice(t: &Tensor) -> Result<&[f64]> {
-    if t.device() != Device::Cpu || t.kind() != Kind::Double || !t.is_contiguous() {
-        return Err(SedrError::Internal("pca: expected a contiguous double tensor on the CPU".into()));
-    }
-    let len = t.numel();
-    if len == 0 {
-        return Ok(&[]);
-    }
-    // SAFETY: the tensor is a contiguous, CPU-resident block of `len`
-    // doubles that lives (and is not written to) while `t` is borrowed.
-    Ok(unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f64, len) })
+    crate::host_slice::host_slice(t).ok_or_else(|| SedrError::Internal("pca: expected a contiguous double tensor on the CPU".into()))
 }
 
-/// Like [`host_slice`], writable.
+/// Like [`host_slice`], writable (fresh tensors only).
 fn host_slice_mut(t: &mut Tensor) -> Result<&mut [f64]> {
-    if t.device() != Device::Cpu || t.kind() != Kind::Double || !t.is_contiguous() {
-        return Err(SedrError::Internal("pca: expected a contiguous double tensor on the CPU".into()));
-    }
-    let len = t.numel();
-    if len == 0 {
-        return Ok(&mut []);
-    }
-    // SAFETY: as in `host_slice`; the exclusive borrow of `t` excludes any
-    // other access for the slice's lifetime.
-    Ok(unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f64, len) })
+    crate::host_slice::host_slice_mut(t).ok_or_else(|| SedrError::Internal("pca: expected a contiguous double tensor on the CPU".into()))
 }
 
 /// Z·m = X·(m∘w) − 1·(cᵀm) for a g × l block m, by the CPU kernel

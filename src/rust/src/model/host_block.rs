@@ -21,17 +21,16 @@
 //! result does not depend on the thread count.
 
 use super::hash32;
+use crate::host_slice::{host_slice, host_slice_mut};
 use std::ops::{Add, Mul, Sub};
-use tch::{Device, Kind, Tensor};
+use tch::{kind::Element, Device, Kind, Tensor};
 
 /// Rows per reduction block (fixed: the sums must not depend on threads).
 const BLOCK_ROWS: usize = 1024;
 
 /// The float types the host path runs on: f32 in training, f64 in the
-/// gradient tests.
-pub(super) trait Real: Copy + Send + Sync + PartialOrd + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + 'static {
-    const KIND: Kind;
-    const ZERO: Self;
+/// gradient tests (`KIND` and `ZERO` come from tch's [`Element`]).
+pub(super) trait Real: Element + Copy + Send + Sync + PartialOrd + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + 'static {
     const ONE: Self;
     fn of(v: f64) -> Self;
     fn wide(self) -> f64;
@@ -40,8 +39,6 @@ pub(super) trait Real: Copy + Send + Sync + PartialOrd + Add<Output = Self> + Su
 }
 
 impl Real for f32 {
-    const KIND: Kind = Kind::Float;
-    const ZERO: f32 = 0.0;
     const ONE: f32 = 1.0;
     #[inline(always)]
     fn of(v: f64) -> f32 {
@@ -58,8 +55,6 @@ impl Real for f32 {
 }
 
 impl Real for f64 {
-    const KIND: Kind = Kind::Double;
-    const ZERO: f64 = 0.0;
     const ONE: f64 = 1.0;
     #[inline(always)]
     fn of(v: f64) -> f64 {
@@ -288,28 +283,15 @@ macro_rules! dispatch {
     }};
 }
 
-/// The elements of a contiguous CPU tensor of kind `T::KIND`.
+/// The elements of a contiguous CPU tensor of kind `T::KIND` (the block's
+/// own tensors: anything else is a bug here, not bad input).
 fn view<T: Real>(t: &Tensor) -> &[T] {
-    assert!(t.kind() == T::KIND && t.device() == Device::Cpu && t.is_contiguous(), "host block: a contiguous CPU {:?} tensor", T::KIND);
-    let n = t.numel();
-    if n == 0 {
-        return &[];
-    }
-    // SAFETY: checked above: `n` contiguous elements of type T on the host,
-    // alive as long as `t` is borrowed; only read here.
-    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const T, n) }
+    host_slice::<T>(t).expect("host block: a contiguous CPU tensor of the block's kind")
 }
 
-/// The elements of a contiguous CPU tensor of kind `T::KIND`, to write.
+/// The elements of a fresh contiguous CPU tensor of kind `T::KIND`, to write.
 fn view_mut<T: Real>(t: &mut Tensor) -> &mut [T] {
-    assert!(t.kind() == T::KIND && t.device() == Device::Cpu && t.is_contiguous(), "host block: a contiguous CPU {:?} tensor", T::KIND);
-    let n = t.numel();
-    if n == 0 {
-        return &mut [];
-    }
-    // SAFETY: checked above; the slice borrows `t` mutably, and the tensors
-    // passed here are fresh ones that share no storage.
-    unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, n) }
+    host_slice_mut::<T>(t).expect("host block: a contiguous CPU tensor of the block's kind")
 }
 
 fn fresh<T: Real>(n: usize, d: usize) -> Tensor {
