@@ -381,12 +381,11 @@ check_graph <- function(graph, n, arg, rows = NULL) {
 # initialisation for more than 2,000 spots, hierarchical clustering (hc) of a
 # random 2,000 of them, is ~3-4 s of a ~5.5 s Mclust() call on DLPFC's
 # 3,639 x 32 embedding and depends on which 2,000 are drawn; most of the
-# rest is mclust's EM, replaced by em_eee() (eee.R). Running hc on all spots
-# instead, merging up from a k-means partition into ~100 small groups rather
-# than from single spots, uses every spot (see mclust_fit). Measured on ten
-# DLPFC 151673 embeddings (bench/README.md): median ARI 0.523 against 0.516
-# for Mclust(), ~1 s per call against ~5 s with mclust's EM (~0.35 s with
-# em_eee()). `init`, if given (smoothed_start(): rows of the spatially
+# rest is mclust's EM, replaced by em_eee() (eee.R, in Rust). Running hc on
+# all spots instead, merging up from a k-means partition into ~100 small
+# groups rather than from single spots, uses every spot (see mclust_fit).
+# Measured on ten DLPFC 151673 embeddings (bench/README.md): median ARI
+# 0.523 against 0.516 for Mclust(). `init`, if given (smoothed_start(): rows of the spatially
 # smoothed embedding, by row indices or NULL for all), replaces the
 # embedding for the start only. Tried and not kept: the
 # highest-likelihood of several starts (on these embeddings as often a worse
@@ -519,7 +518,7 @@ mclust_fit <- function(data, G, model, init.size = NULL, groups = max(100L, 10L 
       z <- mclust::unmap(hc_labels(init, partition))
     }
     if (anyNA(z)) NULL
-    else if (model == "EEE") em_eee(data, z)  # mclust's EM, in BLAS products (eee.R)
+    else if (model == "EEE") em_eee(data, z)  # mclust's EM, in Rust (eee.R)
     else mclust::me(data, modelName = model, z = z)
   }), error = function(e) NULL)
   if (is.null(fit) || !is.finite(fit$loglik) || anyNA(fit$z)) return(NULL)

@@ -243,6 +243,40 @@ fn sedr_recipe_clipped(p: &[i32], i: &[i32], x: &[f64], g: i32, mu: &[f64], sd: 
     })
 }
 
+/// EM for mclust's EEE mixture on the n × p `x` from the n × G `z`
+/// (column-major): list(pro, mean, cholSigma, z, loglik, iterations), or
+/// NULL where mclust's EM fails (see `crate::mixture`).
+/// @noRd
+#[extendr]
+fn sedr_em_eee(x: &[f64], n: i32, p: i32, z: &[f64], g: i32, tol: f64, itmax: i32) -> Robj {
+    guarded(|| {
+        let (n, p, g) = (n.max(0) as usize, p.max(0) as usize, g.max(0) as usize);
+        let fit = crate::mixture::em_eee(x, n, p, z, g, tol, itmax.max(0) as usize)?;
+        Ok(match fit {
+            None => null(),
+            Some(f) => list!(
+                pro = f.pro,
+                mean = f.mean,
+                cholSigma = f.chol,
+                z = f.z,
+                loglik = f.loglik,
+                iterations = f.iterations as i32
+            )
+            .into(),
+        })
+    })
+}
+
+/// The E-step of a fitted EEE mixture on the n × p `x`: list(z, loglik).
+/// @noRd
+#[extendr]
+fn sedr_estep_eee(x: &[f64], n: i32, p: i32, pro: &[f64], mean: &[f64], chol: &[f64]) -> Robj {
+    guarded(|| {
+        let (z, loglik) = crate::mixture::estep_eee(x, n.max(0) as usize, p.max(0) as usize, pro, mean, chol)?;
+        Ok(list!(z = z, loglik = loglik).into())
+    })
+}
+
 /// CPM of the selected genes (`selected`: 0-based, increasing), their
 /// moments and the sparse PCA of their z-scores. With `as_input` the scores
 /// come back as a trainer input handle (`input`, for sedr_trainer_new; see
@@ -477,4 +511,6 @@ extendr_module! {
     fn sedr_torch_info;
     fn sedr_fail;
     fn sedr_lisi;
+    fn sedr_em_eee;
+    fn sedr_estep_eee;
 }

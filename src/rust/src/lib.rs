@@ -5,6 +5,7 @@
 //!   and its trainer on libtorch (tch), CPU or CUDA.
 //! * [`pca`]: seeded randomized PCA on libtorch.
 //! * [`metrics`]: the adjusted Rand index, for tests and `sedr-bench`.
+//! * [`mixture`]: EM for mclust's EEE Gaussian mixture (the domains).
 //! * [`recipe`]: the preprocessing recipe's sparse passes (filter, VST, CPM, moments).
 //! * [`refine`]: spatial label refinement (a majority vote of neighbours).
 //! * `ffi` (feature `r`): the extendr glue, the only code that knows about R.
@@ -18,6 +19,7 @@ pub mod kmeans;
 pub mod lisi;
 pub mod loss;
 pub mod metrics;
+pub mod mixture;
 pub mod model;
 pub mod negatives;
 pub mod params;
