@@ -11,7 +11,7 @@
 //! spot and component and solves a triangular system per spot and
 //! component (~45 ms an iteration on DLPFC's 3,639 × 32 embedding, 35–70
 //! iterations). Here an iteration is a few passes over the n × p data in
-//! plain loops (~1 ms there): the same fit to rounding.
+//! vectorisable loops (~1 ms there): the same fit to rounding.
 //!
 //! Matrices are column-major as R stores them: x n × p, z n × G, means
 //! p × G, U p × p (upper triangle used).
@@ -47,15 +47,23 @@ fn check_matrix(v: &[f64], rows: usize, cols: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Row-major copy of the column-major n × p `x`, minus `center`.
-fn centred_rows(x: &[f64], n: usize, p: usize, center: &[f64]) -> Vec<f64> {
-    let mut rows = vec![0.0; n * p];
-    for j in 0..p {
-        for i in 0..n {
-            rows[i * p + j] = x[j * n + i] - center[j];
+/// The column-major n × p `x` minus `center` (column-major).
+fn centred(x: &[f64], n: usize, center: &[f64]) -> Vec<f64> {
+    x.chunks_exact(n).zip(center).flat_map(|(col, c)| col.iter().map(move |v| v - c)).collect()
+}
+
+/// Σ aᵢbᵢ in four interleaved partial sums: one dependent chain of
+/// additions (a plain fold) runs at a quarter of the speed or less.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
         }
     }
-    rows
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// Upper Cholesky factor U of the symmetric p × p `a` (UᵀU = a), or None
@@ -92,24 +100,17 @@ fn solve_upper_t(u: &[f64], p: usize, v: &mut [f64]) {
     }
 }
 
-/// The M-step from responsibilities `z` on the centred rows `xr` (n × p,
-/// row-major) with `total` = XᵀX: proportions, means (p × G) and U, or
-/// None. As every row of z sums to 1, the pooled within-component scatter
-/// is W = XᵀX − Σ_k n_k μ_k μ_kᵀ, so the M-step is one pass over the data.
-fn mstep(xr: &[f64], n: usize, p: usize, z: &[f64], g: usize, total: &[f64]) -> Option<(Vec<f64>, Vec<f64>, Vec<f64>)> {
-    let mut nk = vec![0.0; g];
-    let mut sums = vec![0.0; p * g];
-    for i in 0..n {
-        let row = &xr[i * p..(i + 1) * p];
-        for k in 0..g {
-            let w = z[k * n + i];
-            nk[k] += w;
-            sums[k * p..(k + 1) * p].iter_mut().zip(row).for_each(|(s, x)| *s += w * x);
-        }
-    }
+/// The M-step from responsibilities `z` on the centred data `xc` (n × p)
+/// with `total` = XᵀX: proportions, means (p × G) and U, or None. As every
+/// row of z sums to 1, the pooled within-component scatter is W = XᵀX −
+/// Σ_k n_k μ_k μ_kᵀ, so the M-step is one n × p × G pass.
+fn mstep(xc: &[f64], n: usize, p: usize, z: &[f64], g: usize, total: &[f64]) -> Option<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let ones = vec![1.0; n];
+    let nk: Vec<f64> = z.chunks_exact(n).map(|zk| dot(zk, &ones)).collect();
     if nk.iter().any(|&v| v <= rteps()) {
         return None;
     }
+    let sums: Vec<f64> = (0..p * g).map(|e| dot(&xc[(e % p) * n..(e % p + 1) * n], &z[(e / p) * n..(e / p + 1) * n])).collect();
     let mean: Vec<f64> = (0..p * g).map(|e| sums[e] / nk[e / p]).collect();
     let mut scatter = vec![0.0; p * p];
     for a in 0..p {
@@ -129,39 +130,53 @@ fn mstep(xr: &[f64], n: usize, p: usize, z: &[f64], g: usize, total: &[f64]) -> 
     Some((pro, mean, u))
 }
 
-/// The E-step on rows `xr` (n × p, row-major): responsibilities (n × G,
-/// column-major) and the log-likelihood. With Σ = UᵀU the Mahalanobis
-/// distance is |U⁻ᵀ(x − μ)|²: each spot and each mean is whitened once.
-fn estep_rows(xr: &[f64], n: usize, p: usize, pro: &[f64], mean: &[f64], u: &[f64]) -> (Vec<f64>, f64) {
+/// The E-step on `x` (n × p): responsibilities (n × G) and the
+/// log-likelihood. With Σ = UᵀU the Mahalanobis distance is |U⁻ᵀ(x − μ)|²:
+/// the spots are whitened together, Y = X·U⁻¹ column by column (each
+/// column an update of all spots at once), and so are the means.
+fn estep(x: &[f64], n: usize, p: usize, pro: &[f64], mean: &[f64], u: &[f64]) -> (Vec<f64>, f64) {
     let g = pro.len();
     let mut wm = mean.to_vec();
     for k in 0..g {
         solve_upper_t(u, p, &mut wm[k * p..(k + 1) * p]);
     }
+    let mut y = x.to_vec();
+    for j in 0..p {
+        let (done, rest) = y.split_at_mut(j * n);
+        let yj = &mut rest[..n];
+        for m in 0..j {
+            let c = u[j * p + m];
+            yj.iter_mut().zip(&done[m * n..(m + 1) * n]).for_each(|(a, b)| *a -= c * b);
+        }
+        let d = u[j * p + j];
+        yj.iter_mut().for_each(|a| *a /= d);
+    }
     let log_det: f64 = (0..p).map(|j| u[j * p + j].abs().ln()).sum();
     let konst = p as f64 * (2.0 * std::f64::consts::PI).ln() / 2.0 + log_det;
-    // A component with proportion 0 gets log 0 = −∞, so z = 0 (as mclust).
-    let log_pro: Vec<f64> = pro.iter().map(|v| v.ln() - konst).collect();
+    // log of the weighted densities, n × G; a component with proportion 0
+    // gets log 0 = −∞, so z = 0 (as mclust).
     let mut z = vec![0.0; n * g];
-    let (mut y, mut lz) = (vec![0.0; p], vec![0.0; g]);
+    for (k, zk) in z.chunks_exact_mut(n).enumerate() {
+        for j in 0..p {
+            let mu = wm[k * p + j];
+            zk.iter_mut().zip(&y[j * n..(j + 1) * n]).for_each(|(a, v)| *a += (v - mu) * (v - mu));
+        }
+        let lp = pro[k].ln() - konst;
+        zk.iter_mut().for_each(|a| *a = lp - *a / 2.0);
+    }
     let mut loglik = 0.0;
     for i in 0..n {
-        y.copy_from_slice(&xr[i * p..(i + 1) * p]);
-        solve_upper_t(u, p, &mut y);
-        for k in 0..g {
-            let maha: f64 = y.iter().zip(&wm[k * p..(k + 1) * p]).map(|(a, b)| (a - b) * (a - b)).sum();
-            lz[k] = log_pro[k] - maha / 2.0;
-        }
-        let top = lz.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let top = (0..g).map(|k| z[k * n + i]).fold(f64::NEG_INFINITY, f64::max);
         let mut sum = 0.0;
-        for l in lz.iter_mut() {
-            let shifted = *l - top;
+        for k in 0..g {
+            let shifted = z[k * n + i] - top;
             // As mclust: no denormals.
-            *l = if shifted < -708.0 { 0.0 } else { shifted.exp() };
-            sum += *l;
+            let v = if shifted < -708.0 { 0.0 } else { shifted.exp() };
+            z[k * n + i] = v;
+            sum += v;
         }
         for k in 0..g {
-            z[k * n + i] = lz[k] / sum;
+            z[k * n + i] /= sum;
         }
         loglik += sum.ln() + top;
     }
@@ -180,17 +195,13 @@ pub fn em_eee(x: &[f64], n: usize, p: usize, z: &[f64], g: usize, tol: f64, itma
     // Centred once: the fit is translation-equivariant, and the scatter
     // identity of the M-step loses less precision about the data's mean.
     let center: Vec<f64> = (0..p).map(|j| x[j * n..(j + 1) * n].iter().sum::<f64>() / n as f64).collect();
-    let xr = centred_rows(x, n, p, &center);
+    let xc = centred(x, n, &center);
     let mut total = vec![0.0; p * p];
-    for row in xr.chunks_exact(p) {
-        for b in 0..p {
-            let col = &mut total[b * p..b * p + b + 1];
-            col.iter_mut().zip(row).for_each(|(t, a)| *t += a * row[b]);
-        }
-    }
-    for b in 0..p {
-        for a in b + 1..p {
-            total[b * p + a] = total[a * p + b];
+    for a in 0..p {
+        for b in 0..=a {
+            let v = dot(&xc[a * n..(a + 1) * n], &xc[b * n..(b + 1) * n]);
+            total[b * p + a] = v;
+            total[a * p + b] = v;
         }
     }
     let mut z = z.to_vec();
@@ -198,10 +209,10 @@ pub fn em_eee(x: &[f64], n: usize, p: usize, z: &[f64], g: usize, tol: f64, itma
     let mut iterations = 0;
     loop {
         iterations += 1;
-        let Some((pro, mut mean, u)) = mstep(&xr, n, p, &z, g, &total) else {
+        let Some((pro, mut mean, u)) = mstep(&xc, n, p, &z, g, &total) else {
             return Ok(None);
         };
-        let (znew, loglik) = estep_rows(&xr, n, p, &pro, &mean, &u);
+        let (znew, loglik) = estep(&xc, n, p, &pro, &mean, &u);
         z = znew;
         let err = (hold - loglik).abs() / (1.0 + loglik.abs());
         hold = loglik;
@@ -227,8 +238,7 @@ pub fn estep_eee(x: &[f64], n: usize, p: usize, pro: &[f64], mean: &[f64], chol:
     if (0..p).any(|j| chol[j * p + j] == 0.0) {
         return Err(SedrError::input("cholSigma", "must be a non-singular Cholesky factor"));
     }
-    let xr = centred_rows(x, n, p, &vec![0.0; p]);
-    Ok(estep_rows(&xr, n, p, pro, mean, chol))
+    Ok(estep(x, n, p, pro, mean, chol))
 }
 
 #[cfg(test)]
