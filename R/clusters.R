@@ -385,9 +385,9 @@ check_graph <- function(graph, n, arg, rows = NULL) {
 # all spots instead, merging up from a k-means partition into ~100 small
 # groups rather than from single spots, uses every spot (see mclust_fit).
 # Measured on ten DLPFC 151673 embeddings (bench/README.md): median ARI
-# 0.523 against 0.516 for Mclust(). `init`, if given (smoothed_start(): rows of the spatially
-# smoothed embedding, by row indices or NULL for all), replaces the
-# embedding for the start only. Tried and not kept: the
+# 0.523 against 0.516 for Mclust(). `init`, if given (smoothed_start():
+# rows of the spatially smoothed embedding, by row indices or NULL for all),
+# replaces the embedding for the start only. Tried and not kept: the
 # highest-likelihood of several starts (on these embeddings as often a worse
 # partition as a better one), the consensus (medoid) of five subset starts
 # (no steadier, slower), and averaging the label-aligned posteriors of five

@@ -1225,7 +1225,8 @@ mod tests {
         for (a, b) in rand.sdev.iter().zip(&gram.sdev) {
             assert!((a - b).abs() < 1e-3 * b, "sdev {a} vs {b}");
         }
-        // The randomized SVD through ZᵀZ is the sparse path's, to rounding.
+        // The randomized SVD through ZᵀZ is the sparse path's, to its
+        // float32 choice of subspace.
         let via_gram = pca_sparse(&p, &i, &x, n, g, &center, &scale, k, 9, 1, Device::Cpu, Method::Gram).unwrap();
         assert_same_as_gram(&via_gram, &rand);
     }
