@@ -233,8 +233,11 @@ test_that("the sparse PCA equals the dense PCA of the scaled matrix", {
     expect_equal(dimnames(ps$scores), dimnames(pd$scores))
     expect_equal(dimnames(ps$loadings), dimnames(pd$loadings))
     expect_equal(ps$sdev, pd$sdev, tolerance = 1e-8)
-    expect_lt(max(abs(ps$scores - pd$scores)), 1e-6)
-    expect_lt(max(abs(ps$loadings - pd$loadings)), 1e-6)
+    # The sparse PCA takes the Gram path here, whose power iterations choose
+    # the subspace in float32 (pca.rs): agreement to ~1e-6 of the scores'
+    # size, not to double rounding.
+    expect_lt(max(abs(ps$scores - pd$scores)) / max(abs(pd$scores)), 1e-5)
+    expect_lt(max(abs(ps$loadings - pd$loadings)), 1e-5)
   }
   # Same seed, same bits; the scores are centred.
   again <- sedr_pca_sparse(s$norm, s$center, ifelse(s$constant, 0, s$scale), 30, seed = 5)

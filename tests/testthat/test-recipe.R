@@ -25,6 +25,11 @@ expect_same_pcs <- function(a, b, tol = 1e-6) {
   expect_lt(max(abs(a$loadings - sweep(b$loadings, 2, s, `*`))), tol)
 }
 
+# The Gram path chooses its subspace in float32 (pca.rs): against the sparse
+# products or a dense SVD its components agree to ~1e-6, not to double
+# rounding.
+gram_tol <- 1e-5
+
 expect_same_recipe <- function(nat, ref, tol = 1e-6) {
   expect_identical(nat$features, ref$features)
   expect_equal(nat$center, ref$center, tolerance = 1e-12)
@@ -71,7 +76,7 @@ test_that("the PCA's methods agree between the recipes, and the exact one with a
   # same components, in either recipe, for 1 and 2 threads.
   sparse <- nat("sparse")
   gram <- nat("gram")
-  expect_same_recipe(gram, sparse, tol = 1e-8)
+  expect_same_recipe(gram, sparse, tol = gram_tol)
   expect_same_recipe(gram, ref("gram"))
   expect_identical(nat("gram", n.threads = 2), gram)
   # The exact PCA: R's SVD of the dense z-scores (spots x genes).
@@ -231,5 +236,5 @@ test_that("the native recipe matches the R recipe on DLPFC 151673", {
   on.exit(options(old))
   nat_sparse <- .preprocess_native(counts, n.hvg = 2000, min.spots = 50, min.counts = 10,
                                    npcs = 200, seed = 11)
-  expect_same_recipe(nat_sparse, nat)
+  expect_same_recipe(nat_sparse, nat, tol = gram_tol)
 })
