@@ -245,15 +245,18 @@ compare_runs <- function(a_file, b_file) {
   m <- merge(a, b, by = c("dataset", "seed"), suffixes = c(".a", ".b"))
   if (!nrow(m)) stop("no common dataset/seed pairs")
   cat(sprintf("A = %s, B = %s; %d paired runs\n\n", a_file, b_file, nrow(m)))
-  cat("| dataset | seeds | median A | median B | Δ median | paired Δ median (SD) | min A | min B | SD A | SD B | s/run A | s/run B |\n")
-  cat("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+  # Besides the medians: the paired mean with its standard error, and how
+  # many runs gave the same ARI (a change of rounding leaves many alone).
+  cat("| dataset | seeds | median A | median B | Δ median | paired Δ median (SD) | paired Δ mean (SE) | same ARI | min A | min B | SD A | SD B | s/run A | s/run B |\n")
+  cat("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
   drops <- c()
   for (nm in unique(m$dataset)) {
     t <- m[m$dataset == nm, ]
     dd <- t$ARI.b - t$ARI.a
     drops[nm] <- median(t$ARI.b) - median(t$ARI.a)
-    cat(sprintf("| %s | %d | %.3f | %.3f | %+.3f | %+.3f (%.3f) | %.3f | %.3f | %.3f | %.3f | %.2f | %.2f |\n", nm, nrow(t),
-                median(t$ARI.a), median(t$ARI.b), drops[nm], median(dd), stats::sd(dd), min(t$ARI.a), min(t$ARI.b),
+    cat(sprintf("| %s | %d | %.3f | %.3f | %+.3f | %+.3f (%.3f) | %+.3f (%.3f) | %d | %.3f | %.3f | %.3f | %.3f | %.2f | %.2f |\n", nm, nrow(t),
+                median(t$ARI.a), median(t$ARI.b), drops[nm], median(dd), stats::sd(dd), mean(dd), stats::sd(dd) / sqrt(length(dd)),
+                sum(abs(dd) < 1e-12), min(t$ARI.a), min(t$ARI.b),
                 stats::sd(t$ARI.a), stats::sd(t$ARI.b), median(t$total.a), median(t$total.b)))
   }
   ca <- mean(tapply(m$ARI.a, m$dataset, median)); cb <- mean(tapply(m$ARI.b, m$dataset, median))
