@@ -10,12 +10,15 @@
 #'   1e-10 (tested). EEE is
 #'   affine-invariant, so it uses every embedding dimension however small its
 #'   scale. The EM starts, as in mclust, from mclust's hierarchical
-#'   clustering of all spots. Up to 2,000 spots this is exactly mclust's
-#'   default. Above that, mclust's default clusters a random 2,000 spots;
-#'   SEDR instead merges all spots up from a seeded k-means partition into
-#'   `max(100, 10 * n.clusters)` small groups, which uses every spot and is
-#'   about 4 times faster on DLPFC (3,639 spots) at the same accuracy
-#'   (`bench/README.md`). That hierarchical start is computed on the
+#'   clustering of all spots, merged up from a seeded k-means partition into
+#'   `max(100, 10 * n.clusters)` small groups (from single spots when there
+#'   are at most 4 times that many spots). mclust's default merges up from
+#'   single spots, and above 2,000 spots clusters a random 2,000 of them:
+#'   its time grows with the square of the spots (2.6-3.2 s of each call on
+#'   the 1,600-spot demo tissue, against 0.2-0.4 s from the groups), and its
+#'   result depends on which 2,000 are drawn. Over 60 seeds of
+#'   `bench/domains.R` the groups gave the same accuracy (`bench/README.md`).
+#'   That hierarchical start is computed on the
 #'   embedding pulled halfway (`init.smooth = 0.5`) towards its mean over
 #'   each spot's spatial neighbourhood (one step of `smooth` below); the EM
 #'   then fits the embedding itself, so the model is still mclust EEE on
@@ -477,10 +480,11 @@ predict_mixture <- function(data, fit, block = 65536L) {
 # * a random subset of `init.size` spots, if given and smaller than the data:
 #   then one M-step on the subset and one E-step on all spots, as
 #   Mclust(initialization = list(subset = ...)) does;
-# * otherwise all spots. Above max(2000, 4 x `groups`) spots hc merges up
-#   from a k-means partition into `groups` groups (hc's cost grows as the
-#   square of what it starts from); below that from single spots, exactly as
-#   Mclust does for up to 2,000 spots.
+# * otherwise all spots. Above 4 x `groups` spots hc merges up from a
+#   k-means partition into `groups` groups (hc's cost grows as the square of
+#   what it starts from: from single spots it took 2.6-3.2 s of every
+#   SEDRClusters() call on the 1,600-spot demo tissue); below that from
+#   single spots.
 # Uses the caller's RNG stream (k-means centres, the subset).
 # mclust's hc(), me(), mstep() and estep() evaluate a call to their
 # model-specific worker (hcVVV, meVVI, ...) in the caller's frame, so the
@@ -512,7 +516,7 @@ mclust_fit <- function(data, G, model, init.size = NULL, groups = max(100L, 10L 
     } else {
       # k-means fails with fewer distinct spots than groups; hc's own start
       # (identical spots grouped) is then small enough anyway.
-      partition <- if (n > max(2000L, 4L * groups)) {
+      partition <- if (n > 4L * groups) {
         tryCatch(stats::kmeans(init, centers = groups, iter.max = 30)$cluster, error = function(e) NULL)
       }
       z <- mclust::unmap(hc_labels(init, partition))
