@@ -3,8 +3,8 @@
 # 0.005) rejects a change that computes the same function and differs only by
 # rounding. Each pair of per-run CSVs (bench/domains.R) is such a change: two
 # codes with the same function, or the same code on two hosts. Their
-# differences are what rounding alone does after training, so every
-# rejection here is a false one.
+# differences are what rounding alone does after training, so a rejection
+# is a false one unless rounding has a systematic effect.
 #
 # For each pair: the rule on the seeds both files hold, then its pass rate
 # over bootstrap resamples of the seeds (the same resampled seeds on every
@@ -72,14 +72,14 @@ for (p in seq(1, length(files), by = 2)) {
     `median B` = sprintf("%.3f", apply(pr$b, 2, stats::median)),
     `paired mean (SE)` = sprintf("%+.3f (%.3f)", colMeans(d), apply(d, 2, stats::sd) / sqrt(n)),
     check.names = FALSE)
+  # Rows 1-5: the rule's criteria (0/1); then the median difference per dataset.
   boot <- function(size) {
-    draws <- replicate(reps, {
+    replicate(reps, {
       rows <- sample.int(n, size, replace = TRUE)
       a <- pr$a[rows, , drop = FALSE]
       b <- pr$b[rows, , drop = FALSE]
       c(rule(a, b), apply(b, 2, stats::median) - apply(a, 2, stats::median))
     })
-    draws
   }
   for (size in unique(c(n, 30L))) {
     dr <- boot(size)
