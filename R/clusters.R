@@ -154,10 +154,10 @@
 #'   spots each pair shares, and the most stable number (the smallest on a
 #'   tie) is fitted on all spots. The curve then has columns `k`,
 #'   `stability` and `chosen`. It costs about three times the fits of
-#'   `"bic"`. Ignored for a single number. Over 10 seeds on the five
+#'   `"bic"`. Ignored for a single number. Over 60 seeds on the five
 #'   datasets of `bench/domains.R` with `n.clusters = 4:12`, the ARI at the
-#'   picked number rose on every dataset against BIC (combined 0.434 to
-#'   0.610) and the pick was within one of the annotated number in 12 of 50
+#'   picked number rose on every dataset against BIC (combined 0.437 to
+#'   0.613) and the pick was within one of the annotated number in 78 of 300
 #'   runs (BIC: 0). Two or three domains are often the most stable, so give
 #'   a range that starts where a split would be useful: over 2:15 it picked
 #'   2-3 on the simulated tissues (`bench/README.md`).
