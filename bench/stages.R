@@ -14,10 +14,11 @@
 #                          [--recipe=native|r]
 #   Rscript bench/stages.R --runs=1 --threads=1 --data=200000,1000000
 #
-# --data: "151673" (../shared/data/dlpfc_151673, or $SEDR_DATA) or a number
-# of spots for simulate_sparse() (bench/common.R; 2000 genes, density 0.05:
-# 1,000,000 spots hold ~100 M non-zeros). Sizes of 200,000 spots and more
-# run once whatever --runs says (minutes each).
+# --data: "151673" (../shared/data/dlpfc_151673, or $SEDR_DATA), "starmap"
+# (starmap_mouse_vcortex, 1,549 cells, graph k = 6) or a number of spots for
+# simulate_sparse() (bench/common.R; 2000 genes, density 0.05: 1,000,000
+# spots hold ~100 M non-zeros). Sizes of 200,000 spots and more run once
+# whatever --runs says (minutes each).
 # --recipe=r runs the R reference recipe (options(SEDR.recipe = "r")), the
 # preprocessing before the native one. --pca=sparse|gram|exact forces the
 # sparse PCA's method (options(SEDR.pca =); default "auto", the cost model's
@@ -35,6 +36,9 @@ datasets <- strsplit(flag("data", "151673,20000"), ",")[[1]]
 recipe <- flag("recipe", "native")
 pca <- flag("pca", "auto")
 
+# The real datasets --data may name, and their folders.
+real_data <- list("151673" = "dlpfc_151673", starmap = "starmap_mouse_vcortex")
+
 status_mb <- function(field) {
   st <- readLines("/proc/self/status")
   as.numeric(gsub("[^0-9]", "", grep(paste0("^", field, ":"), st, value = TRUE))) / 1024
@@ -46,9 +50,9 @@ run_child <- function(data, n_threads, seed) {
   suppressPackageStartupMessages(library(SEDR))
   options(SEDR.recipe = recipe, SEDR.pca = pca)
   t0 <- proc.time()[["elapsed"]]
-  if (data == "151673") {
-    d <- read_dataset(data_dir("dlpfc_151673"))
-    if (is.null(d)) stop("DLPFC 151673 not found under ", data_dir(""))
+  if (data %in% names(real_data)) {
+    d <- read_dataset(data_dir(real_data[[data]]))
+    if (is.null(d)) stop(real_data[[data]], " not found under ", data_dir(""))
   } else {
     d <- simulate_sparse(as.numeric(data))
   }
@@ -64,8 +68,9 @@ run_child <- function(data, n_threads, seed) {
   if (!reset) load_peak <- NA_real_
   start_rss <- status_mb("VmRSS")
   t1 <- proc.time()[["elapsed"]]
+  # STARmap's cells: the first ring of neighbours, as bench/domains.R uses.
   res <- RunSEDR(counts, coords = coords, device = "cpu", n.threads = n_threads,
-                 seed.use = seed, verbose = FALSE)
+                 k.neighbors = if (data == "starmap") 6 else 12, seed.use = seed, verbose = FALSE)
   t2 <- proc.time()[["elapsed"]]
   cl <- SEDRClusters(res, n.clusters = 7, verbose = FALSE)
   t3 <- proc.time()[["elapsed"]]
@@ -104,7 +109,7 @@ fmt <- function(v, digits = 2) {
 for (data in datasets) {
   for (t in threads) {
     rows <- list()
-    n_runs <- if (data != "151673" && as.numeric(data) >= 2e5) 1L else runs
+    n_runs <- if (!data %in% names(real_data) && as.numeric(data) >= 2e5) 1L else runs
     for (r in seq_len(n_runs)) {
       out <- system2("Rscript", c("--no-init-file", shQuote(script), "--child", paste0("--one=", data),
                                   paste0("--t=", t), paste0("--seed=", 2022 + r),
