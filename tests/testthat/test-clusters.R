@@ -267,3 +267,32 @@ test_that("the default start recovers cleanly separated domains exactly", {
   # the domains' corners: measured 0.980 here (bench/README.md).
   expect_gt(ari(), 0.97)
 })
+
+test_that("mclust's start merges up from k-means groups above 4 x the groups, from single spots below", {
+  # Structureless data, so that the two starts end in different EM optima
+  # and the test sees which one was taken.
+  set.seed(5)
+  n <- 600
+  emb <- matrix(rnorm(n * 3), n, 3)
+  start_by_hand <- function(x, partition) {
+    h <- if (is.null(partition)) mclust::hc(x, modelName = "VVV", use = "SVD")
+         else mclust::hc(x, modelName = "VVV", use = "SVD", partition = partition)
+    SEDR:::em_eee(x, mclust::unmap(mclust::hclass(h, 3)[, 1]))
+  }
+  # 600 spots > 4 x 100 groups: hc merges up from a seeded k-means partition.
+  set.seed(7)
+  fit <- SEDR:::mclust_fit(emb, 3, "EEE")
+  set.seed(7)
+  part <- suppressWarnings(stats::kmeans(emb, centers = 100, iter.max = 30)$cluster)
+  by_groups <- start_by_hand(emb, part)
+  by_spots <- start_by_hand(emb, NULL)
+  expect_false(isTRUE(all.equal(by_groups$loglik, by_spots$loglik)))
+  expect_equal(fit$loglik, by_groups$loglik)
+  expect_identical(mclust::map(fit$z), mclust::map(by_groups$z))
+  # 400 spots = 4 x 100 groups: hc merges up from single spots, as Mclust().
+  small <- emb[1:400, ]
+  set.seed(7)
+  fit_small <- SEDR:::mclust_fit(small, 3, "EEE")
+  expect_equal(fit_small$loglik, start_by_hand(small, NULL)$loglik)
+  expect_identical(mclust::map(fit_small$z), mclust::map(start_by_hand(small, NULL)$z))
+})
