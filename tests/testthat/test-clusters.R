@@ -296,3 +296,35 @@ test_that("mclust's start merges up from k-means groups above 4 x the groups, fr
   expect_equal(fit_small$loglik, start_by_hand(small, NULL)$loglik)
   expect_identical(mclust::map(fit_small$z), mclust::map(start_by_hand(small, NULL)$z))
 })
+
+test_that("mclust's start merges by VII from 12 dimensions on, where its tree is VVV's, and by VVV below", {
+  set.seed(1)
+  centers <- matrix(rnorm(4 * 32, sd = 3), 4)
+  emb <- centers[rep(1:4, each = 150), ] + matrix(rnorm(600 * 32), 600)
+  set.seed(7)
+  part <- stats::kmeans(emb, centers = 100, iter.max = 30)$cluster
+  tree <- function(x, model) unclass(mclust::hc(x, modelName = model, use = "SVD", partition = part))[1:2, ]
+  # The reason VII may stand in for VVV: in 32 dimensions the two build the
+  # same tree, merge by merge; in 2 they do not.
+  expect_identical(tree(emb, "VII"), tree(emb, "VVV"))
+  expect_false(identical(tree(emb[, 1:2], "VII"), tree(emb[, 1:2], "VVV")))
+  # Which worker mclust_fit() calls: hc() calls it from the package's frame,
+  # so tracing the package's imported copies records it.
+  ns <- asNamespace("SEDR")
+  rec <- new.env()
+  note <- function(model) bquote(assign("used", c(get("used", envir = .(rec)), .(model)), envir = .(rec)))
+  suppressMessages({
+    trace("hcVII", tracer = note("VII"), where = ns, print = FALSE)
+    trace("hcVVV", tracer = note("VVV"), where = ns, print = FALSE)
+  })
+  on.exit(suppressMessages({
+    untrace("hcVII", where = ns)
+    untrace("hcVVV", where = ns)
+  }), add = TRUE)
+  for (p in c(32L, 12L, 11L, 3L)) {
+    rec$used <- character()
+    set.seed(7)
+    expect_false(is.null(SEDR:::mclust_fit(emb[, seq_len(p)], 4, "EEE")))
+    expect_identical(rec$used, if (p >= 12L) "VII" else "VVV", info = paste(p, "dimensions"))
+  }
+})
