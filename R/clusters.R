@@ -510,7 +510,7 @@ mclust_fit <- function(data, G, model, init.size = NULL, groups = max(100L, 10L 
       # within-group determinant added inside the log. On the SVD-scaled
       # SEDR embeddings of bench/domains.R (15 of them, every dataset) that
       # term moved no merge cost by more than 1e-14 from 12 dimensions on
-      # (1e-9 at 8, 1e-3 at 4), so the trees are VVV's, built ~13x faster
+      # (2e-9 at 8, 4e-3 at 4), so the trees are VVV's, built ~13x faster
       # (0.30 -> 0.02 s at DLPFC size). Below 12 dimensions VVV, mclust's
       # default, is kept.
       model <- if (ncol(xs) >= 12L) "VII" else "VVV"

@@ -1,4 +1,5 @@
-# The dense products of one CPU training epoch at DLPFC 151673's size, timed
+# The dense products of one CPU training epoch at DLPFC 151673's size (all
+# but the few small ones of the decoder's weights, 32 x 32 x 200), timed
 # alone on one thread with the same libtorch (MKL) the package links: a floor
 # for the epoch's time, to set beside `sedr-bench`'s ms per epoch.
 #   <venv>/bin/python bench/epoch-products.py [n] [inputs]
@@ -43,14 +44,15 @@ products = [  # (what, rows, inner, cols, transposed left operand)
     ("decoder (S c)^T X", 32, n, d, True),
     ("decoder S (W W^T), (S c)^T S", n, 32, 32, False),
 ]
-print(f"| product | shape | us | GFLOP/s |\n|---|---|---|---|")
+print("| product | shape | us | GFLOP/s |\n|---|---|---|---|")
 total_s = total_flop = 0.0
 for what, r, k, c, tr in products:
-    reps = 2 if "(x2)" in what else (2 if what.startswith("decoder S") else 1)
+    # "(x2)" rows and the decoder's two n x 32 x 32 products run twice.
+    count = 2 if "(x2)" in what or what.startswith("decoder S") else 1
     s = t(r, k, c, tr)
     flop = 2.0 * r * k * c
-    total_s += s * reps
-    total_flop += flop * reps
+    total_s += s * count
+    total_flop += flop * count
     print(f"| {what} | {r} x {k} x {c} | {s * 1e6:.0f} | {flop / s / 1e9:.1f} |")
 print(f"\none epoch's dense products: {total_flop / 1e6:.0f} MFLOP in {total_s * 1e3:.2f} ms; "
       f"200 epochs: {total_s * 200:.2f} s (n = {n}, {d} inputs, 1 thread)")
