@@ -36,8 +36,9 @@ datasets <- strsplit(flag("data", "151673,20000"), ",")[[1]]
 recipe <- flag("recipe", "native")
 pca <- flag("pca", "auto")
 
-# The real datasets --data may name, and their folders.
-real_data <- list("151673" = "dlpfc_151673", starmap = "starmap_mouse_vcortex")
+# The real datasets --data may name: their folders and graph k (STARmap's
+# cells: the first ring of neighbours, as bench/domains.R uses).
+real_data <- list("151673" = list(dir = "dlpfc_151673", k = 12), starmap = list(dir = "starmap_mouse_vcortex", k = 6))
 
 status_mb <- function(field) {
   st <- readLines("/proc/self/status")
@@ -51,8 +52,8 @@ run_child <- function(data, n_threads, seed) {
   options(SEDR.recipe = recipe, SEDR.pca = pca)
   t0 <- proc.time()[["elapsed"]]
   if (data %in% names(real_data)) {
-    d <- read_dataset(data_dir(real_data[[data]]))
-    if (is.null(d)) stop(real_data[[data]], " not found under ", data_dir(""))
+    d <- read_dataset(data_dir(real_data[[data]]$dir))
+    if (is.null(d)) stop(real_data[[data]]$dir, " not found under ", data_dir(""))
   } else {
     d <- simulate_sparse(as.numeric(data))
   }
@@ -68,9 +69,9 @@ run_child <- function(data, n_threads, seed) {
   if (!reset) load_peak <- NA_real_
   start_rss <- status_mb("VmRSS")
   t1 <- proc.time()[["elapsed"]]
-  # STARmap's cells: the first ring of neighbours, as bench/domains.R uses.
+  k <- if (data %in% names(real_data)) real_data[[data]]$k else 12
   res <- RunSEDR(counts, coords = coords, device = "cpu", n.threads = n_threads,
-                 k.neighbors = if (data == "starmap") 6 else 12, seed.use = seed, verbose = FALSE)
+                 k.neighbors = k, seed.use = seed, verbose = FALSE)
   t2 <- proc.time()[["elapsed"]]
   cl <- SEDRClusters(res, n.clusters = 7, verbose = FALSE)
   t3 <- proc.time()[["elapsed"]]
