@@ -1091,9 +1091,26 @@ mod tests {
 
     /// The randomized SVD through ZᵀZ chooses its subspace in float32
     /// (`power_iterations_f32`): the same components to ~1e-7 of their
-    /// size, not to double rounding.
+    /// size, not to double rounding. How far below depends on the host's
+    /// float32 kernels and on the gaps between the singular values (small
+    /// on the random matrices here), so each component is compared at 1e-5
+    /// of its size: a score column against its norm, a loading column
+    /// (unit norm) absolutely.
     fn assert_same_as_gram(gram: &Pca, b: &Pca) {
-        assert_close(gram, b, 1e-5);
+        let tol = 1e-5;
+        for (x, y) in gram.sdev.iter().zip(&b.sdev) {
+            assert!((x - y).abs() <= tol * y.abs(), "sdev {x} vs {y}");
+        }
+        let k = b.sdev.len();
+        let n = b.scores.len() / k;
+        for (c, (xs, ys)) in gram.scores.chunks(n).zip(b.scores.chunks(n)).enumerate() {
+            let norm = ys.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let worst = xs.iter().zip(ys).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+            assert!(worst <= tol * norm, "scores of component {c}: {worst} apart, column norm {norm}");
+        }
+        for (x, y) in gram.loadings.iter().zip(&b.loadings) {
+            assert!((x - y).abs() < tol, "loading {x} vs {y}");
+        }
     }
 
     fn assert_close(a: &Pca, b: &Pca, tol: f64) {
