@@ -63,21 +63,16 @@
 #' @param object A `Seurat` object (after [RunSEDR()]), a
 #'   `SingleCellExperiment`, a `sedr_result`, or an embedding matrix.
 #' @param n.clusters Number of domains; or, with `method = "mclust"`, a
-#'   range of numbers to choose from (e.g. `4:12`), or `NULL` for `2:15`:
-#'   the EEE mixture is fitted for each number (with the same start rule and
-#'   seed) and the one with the largest BIC is kept (mclust's criterion,
-#'   `2 * loglik - npar * log(n)`, where `npar = (G - 1) + G * p + p (p + 1) / 2`
-#'   for `p` embedding dimensions). The whole curve (`k`, `BIC`, `loglik`,
-#'   `model`, `chosen`) is stored: for a Seurat object in
-#'   `Misc(object, "sedr_clusters_selection")`, for a `SingleCellExperiment`
-#'   in `metadata(object)$sedr_clusters_selection`, for a matrix or
-#'   `sedr_result` as the attribute `"sedr_clusters_selection"` of the
-#'   returned factor. [SEDRClustersPlot()] draws it. On SEDR embeddings BIC
-#'   has so far grown up to the end of the range (DLPFC, STARmap and two
-#'   simulated tissues, 10 seeds each: never the annotated number;
-#'   `bench/README.md`), because the domains are not Gaussian blobs with one
-#'   shared covariance: give the number when it is known, and read the
-#'   curve for an elbow rather than trusting its maximum.
+#'   range of numbers to choose from (e.g. `4:12`), or `NULL` for `4:12`
+#'   (cut at one domain per 10 spots): the EEE mixture is fitted for each
+#'   number (with the same start rule and seed) and one is kept as `select`
+#'   says. The whole curve (`k`, the criterion, `chosen`) is stored: for a
+#'   Seurat object in `Misc(object, "sedr_clusters_selection")`, for a
+#'   `SingleCellExperiment` in `metadata(object)$sedr_clusters_selection`,
+#'   for a matrix or `sedr_result` as the attribute
+#'   `"sedr_clusters_selection"` of the returned factor.
+#'   [SEDRClustersPlot()] draws it. The choice is a guide, not an estimate of
+#'   the annotated number: give the number when it is known.
 #' @param method `"mclust"`, `"leiden"`, `"louvain"` or `"dec"`.
 #' @param reduction Reduction (Seurat) or `reducedDim` (SCE) holding the
 #'   embedding.
@@ -150,20 +145,27 @@
 #'   (their training failed) get `NA`. `NULL` (default): the sections of
 #'   `RunSEDR(split.by = )` when the embedding came from such a run (one
 #'   model per section, so not one space to cluster jointly), else none.
-#' @param select How a range of `n.clusters` is chosen from: `"bic"`
-#'   (default, mclust's criterion, above) or `"stability"`: each number is
-#'   fitted on three seeded random subsets of 80 % of the spots, scored by
-#'   the mean pairwise adjusted Rand index of the subsets' labels on the
-#'   spots each pair shares, and the most stable number (the smallest on a
-#'   tie) is fitted on all spots. The curve then has columns `k`,
-#'   `stability` and `chosen`. It costs about three times the fits of
-#'   `"bic"`. Ignored for a single number. Over 60 seeds on the five
-#'   datasets of `bench/domains.R` with `n.clusters = 4:12`, the ARI at the
-#'   picked number rose on every dataset against BIC (combined 0.437 to
-#'   0.613) and the pick was within one of the annotated number in 78 of 300
-#'   runs (BIC: 0). Two or three domains are often the most stable, so give
-#'   a range that starts where a split would be useful: over 2:15 it picked
-#'   2-3 on the simulated tissues (`bench/README.md`).
+#' @param select How a range of `n.clusters` is chosen from. `"stability"`
+#'   (default): each number is fitted on three seeded random subsets of 80 %
+#'   of the spots, scored by the mean pairwise adjusted Rand index of the
+#'   subsets' labels on the spots each pair shares, and the most stable
+#'   number (the smallest on a tie) is fitted on all spots; the curve has
+#'   columns `k`, `stability` and `chosen`. It costs three fits per number
+#'   and one more of the chosen number.
+#'   Two or three domains are often the most stable, so give a range that
+#'   starts where a split would be useful (as `NULL`'s `4:12` does).
+#'   `"bic"`: the largest BIC is kept (mclust's criterion,
+#'   `2 * loglik - npar * log(n)`, where `npar = (G - 1) + G * p + p (p + 1) / 2`
+#'   for `p` embedding dimensions); the curve has columns `k`, `BIC`,
+#'   `loglik`, `model` and `chosen`. On SEDR embeddings BIC has grown up to
+#'   the end of the range in every run measured, because the domains are
+#'   not Gaussian blobs with one shared covariance; it suits embeddings
+#'   whose domains are. Ignored for a single number. Over 60 seeds on the
+#'   five datasets of `bench/domains.R` (`bench/README.md`, "Choosing the
+#'   number of domains"), `n.clusters = NULL` with stability gave a higher
+#'   ARI than with BIC over the former default range 2:15 on every dataset
+#'   (combined 0.384 to 0.615, worst run 0.212 to 0.255) and picked within
+#'   one of the annotated number in 75 of 300 runs (BIC: 0).
 #' @param ... Unused; unknown arguments are an error.
 #' @return The object with the labels (a factor) added as `col.name`; for a
 #'   matrix or `sedr_result`, the factor.
@@ -177,10 +179,10 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
                          reduction = "sedr", col.name = "sedr_clusters", seed.use = 2023,
                          mclust.init.size = NULL, smooth = 0, init.smooth = 0.5, refine = 1, refine.k = 18,
                          smooth.lambda = 0, smooth.k = 18, coords = NULL, graph = NULL, verbose = TRUE, split.by = NULL,
-                         select = c("bic", "stability"), ...) {
+                         select = c("stability", "bic"), ...) {
   check_dots(...)
   method <- match_choice(method, c("mclust", "leiden", "louvain", "dec"), "method")
-  select <- match_choice(select, c("bic", "stability"), "select")
+  select <- match_choice(select, c("stability", "bic"), "select")
   split.by <- split.by %||% cohort_split_by(object, reduction)
   if (!is.null(split.by)) {
     # Each section on its own (cohort.R), with the other arguments as given.
@@ -225,16 +227,16 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
   if (length(emb) > 0 && !(is.finite(min(emb)) && is.finite(max(emb)))) sedr_abort("has NA, NaN or Inf in the embedding.", arg = "object")
   if (method != "dec") {
     if (missing(n.clusters)) {
-      sedr_abort("is missing: give the number of domains, a range such as 4:12, or NULL to choose it by BIC.",
+      sedr_abort("is missing: give the number of domains, a range such as 4:12, or NULL to choose it among 4:12.",
                  arg = "n.clusters")
     }
     n.clusters <- check_n_clusters(n.clusters, nrow(emb))
     if (length(n.clusters) > 1 && method != "mclust") {
-      sedr_abort("can be a range (or NULL) only with method = \"mclust\", which chooses by BIC; give one number.",
+      sedr_abort("can be a range (or NULL) only with method = \"mclust\", which chooses among them; give one number.",
                  arg = "n.clusters")
     }
   }
-  if (select == "stability" && length(n.clusters) > 1 && floor(0.8 * nrow(emb)) < max(n.clusters)) {
+  if (method == "mclust" && select == "stability" && length(n.clusters) > 1 && floor(0.8 * nrow(emb)) < max(n.clusters)) {
     sedr_abort(sprintf("goes up to %d, but select = \"stability\" fits subsets of %d spots; choose a smaller range.",
                        max(n.clusters), as.integer(floor(0.8 * nrow(emb)))), arg = "n.clusters")
   }

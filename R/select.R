@@ -13,14 +13,21 @@ check_refine <- function(refine) {
 }
 
 # `n.clusters`: one whole number >= 2 (returned as is), or a range of them to
-# choose from (sorted, unique, at least two values, each at most the number
-# of spots). NULL means `default.range`.
-check_n_clusters <- function(n.clusters, n.spots, default.range = 2:15) {
-  if (is.null(n.clusters)) n.clusters <- default.range[default.range <= n.spots]
+# choose from (sorted, unique, each at most the number of spots). NULL means
+# `default.range` cut at one domain per 10 spots, so that every fit (also on
+# the 80 % subsets of select = "stability") has spots to spare per domain.
+check_n_clusters <- function(n.clusters, n.spots, default.range = 4:12) {
+  if (is.null(n.clusters)) {
+    n.clusters <- default.range[default.range <= n.spots %/% 10]
+    if (length(n.clusters) < 2) {
+      sedr_abort(sprintf("NULL chooses among %d-%d domains, which %d spots are too few for; give the number of domains.",
+                         min(default.range), max(default.range), n.spots), arg = "n.clusters")
+    }
+  }
   ok <- is.numeric(n.clusters) && length(n.clusters) >= 1 && !anyNA(n.clusters) &&
     all(is.finite(n.clusters)) && all(n.clusters == round(n.clusters))
   if (!ok) {
-    sedr_abort("must be a whole number of domains (>= 2), a range of them such as 4:12, or NULL (choose among 2:15).",
+    sedr_abort("must be a whole number of domains (>= 2), a range of them such as 4:12, or NULL (choose among 4:12).",
                arg = "n.clusters")
   }
   if (any(n.clusters < 2)) {

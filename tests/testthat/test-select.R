@@ -110,14 +110,14 @@ sim <- SimulateSpatialTissue(n.rows = 20, n.cols = 20, n.genes = 200, n.domains 
 res <- RunSEDR(sim$counts, coords = sim$coords, epochs = 60, dec = FALSE, n.hvg = 150, npcs = 30,
                min.spots = 5, verbose = FALSE, device = "cpu", seed.use = 7)
 
-test_that("a range of n.clusters picks the true number by BIC and stores the curve", {
+test_that("a range of n.clusters with select = \"bic\" picks the true number by BIC and stores the curve", {
   # Four Gaussian domains in 2 dimensions (the case BIC is made for).
   set.seed(12)
   g <- rep(1:4, times = c(80, 60, 40, 20))
   centres <- matrix(c(0, 0, 12, 0, 0, 12, 12, 12), ncol = 2, byrow = TRUE)
   emb <- centres[g, ] + matrix(rnorm(400), 200)
   rownames(emb) <- paste0("s", 1:200)
-  cl <- SEDRClusters(emb, n.clusters = 2:8, verbose = FALSE)
+  cl <- SEDRClusters(emb, n.clusters = 2:8, select = "bic", verbose = FALSE)
   curve <- attr(cl, "sedr_clusters_selection")
   expect_s3_class(curve, "data.frame")
   expect_identical(curve$k, 2:8)
@@ -135,11 +135,33 @@ test_that("a range of n.clusters picks the true number by BIC and stores the cur
   fixed <- SEDRClusters(emb, n.clusters = 4, verbose = FALSE)
   expect_null(attr(fixed, "sedr_clusters_selection"))
   expect_identical(as.integer(cl), as.integer(fixed))
-  expect_message(SEDRClusters(emb, n.clusters = 2:8, verbose = TRUE), "largest BIC")
-  # NULL: the range 2:15; on an SEDR result the curve is stored the same way.
-  all_k <- SEDRClusters(res, n.clusters = NULL, verbose = FALSE)
-  expect_identical(attr(all_k, "sedr_clusters_selection")$k, 2:15)
+  expect_message(SEDRClusters(emb, n.clusters = 2:8, select = "bic", verbose = TRUE), "largest BIC")
+  # NULL with BIC: the range 4:12; on an SEDR result the curve is stored the same way.
+  all_k <- SEDRClusters(res, n.clusters = NULL, select = "bic", verbose = FALSE)
+  expect_identical(attr(all_k, "sedr_clusters_selection")$k, 4:12)
+  expect_true("BIC" %in% names(attr(all_k, "sedr_clusters_selection")))
   expect_equal(nlevels(all_k), with(attr(all_k, "sedr_clusters_selection"), k[chosen]))
+})
+
+test_that("n.clusters = NULL chooses among 4:12 by stability, cut to what the spots allow", {
+  # The default: the range 4:12 and select = "stability", as given explicitly.
+  auto <- SEDRClusters(res, n.clusters = NULL, verbose = FALSE)
+  curve <- attr(auto, "sedr_clusters_selection")
+  expect_identical(names(curve), c("k", "stability", "chosen"))
+  expect_identical(curve$k, 4:12)
+  expect_identical(auto, SEDRClusters(res, n.clusters = 4:12, select = "stability", verbose = FALSE))
+  expect_message(SEDRClusters(res, n.clusters = NULL), "most stable across subsets among 4-12")
+  # At most one domain per 10 spots: 60 spots choose among 4:6.
+  set.seed(3)
+  small <- matrix(rnorm(120), 60, dimnames = list(paste0("s", 1:60), NULL))
+  expect_identical(attr(SEDRClusters(small, n.clusters = NULL, verbose = FALSE), "sedr_clusters_selection")$k, 4:6)
+  expect_identical(attr(SEDRClusters(small, n.clusters = NULL, select = "bic", verbose = FALSE),
+                        "sedr_clusters_selection")$k, 4:6)
+  # Too few spots to choose from: a classed error that says to give the number.
+  for (select in c("stability", "bic")) {
+    expect_error(SEDRClusters(small[1:49, ], n.clusters = NULL, select = select, verbose = FALSE),
+                 class = "sedr_error_input", regexp = "give the number of domains")
+  }
 })
 
 test_that("select = \"stability\" keeps the number of domains that subsets of the spots agree on", {
@@ -172,7 +194,7 @@ test_that("select = \"stability\" keeps the number of domains that subsets of th
   expect_identical(SEDRClustersPlot(cl)$labels$y, "stability (mean ARI between subsets)")
   # A single number ignores `select`; a bad value or a range beyond the subsets is a classed error.
   expect_identical(SEDRClusters(emb, n.clusters = 3, select = "stability", verbose = FALSE),
-                   SEDRClusters(emb, n.clusters = 3, verbose = FALSE))
+                   SEDRClusters(emb, n.clusters = 3, select = "bic", verbose = FALSE))
   expect_error(SEDRClusters(emb, n.clusters = 2:5, select = "gap", verbose = FALSE),
                class = "sedr_error_input", regexp = "select")
   expect_error(SEDRClusters(emb[1:10, ], n.clusters = 2:9, select = "stability", verbose = FALSE),
