@@ -162,10 +162,10 @@
 #'   not Gaussian blobs with one shared covariance; it suits embeddings
 #'   whose domains are. Ignored for a single number. Over 60 seeds on the
 #'   five datasets of `bench/domains.R` (`bench/README.md`, "Choosing the
-#'   number of domains"), `n.clusters = NULL` with stability gave a higher
-#'   ARI than with BIC over the former default range 2:15 on every dataset
-#'   (combined 0.384 to 0.615, worst run 0.212 to 0.255) and picked within
-#'   one of the annotated number in 75 of 300 runs (BIC: 0).
+#'   number of domains"), `n.clusters = NULL` (stability over 4:12) gave a
+#'   higher ARI than BIC over 2:15 on every dataset (combined 0.384 to
+#'   0.615, worst run 0.212 to 0.255) and picked within one of the
+#'   annotated number in 75 of 300 runs (BIC: 0).
 #' @param ... Unused; unknown arguments are an error.
 #' @return The object with the labels (a factor) added as `col.name`; for a
 #'   matrix or `sedr_result`, the factor.
