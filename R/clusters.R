@@ -149,7 +149,7 @@
 #'   (default): each number is fitted on three seeded random subsets of 80 %
 #'   of the spots, scored by the mean pairwise adjusted Rand index of the
 #'   subsets' labels on the spots each pair shares, and the most stable
-#'   number (the smallest on a tie) is fitted on all spots; the curve has
+#'   number (the largest on a tie) is fitted on all spots; the curve has
 #'   columns `k`, `stability` and `chosen`. It costs three fits per number
 #'   and one more of the chosen number.
 #'   Two or three domains are often the most stable, so give a range that

@@ -174,8 +174,11 @@ select_by_bic <- function(range, fit_one) {
 # Fit every G in `range` on `n.subsets` seeded random subsets of `fraction`
 # of the n spots and score G by the mean pairwise ARI of the subsets' labels
 # on the spots each pair shares: a number of domains that the data support
-# comes out the same whichever spots are left out. The largest score wins
-# (the smallest G on a tie); `fit_all(G)` then gives the labels of all
+# comes out the same whichever spots are left out. The largest score wins,
+# and the largest G among equal scores: when a finer partition reproduces as
+# exactly as a coarser one (typically both perfectly, on well-separated
+# domains), its extra splits are supported too, and stability's known pull
+# towards few clusters should not decide. `fit_all(G)` then gives the labels of all
 # spots. `fit_subset(rows, G)` clusters the spots `rows`. The subsets are
 # drawn from `seed` (NULL: R's generator as it stands).
 select_by_stability <- function(range, n, fit_subset, fit_all, seed, n.subsets = 3L, fraction = 0.8) {
@@ -194,7 +197,7 @@ select_by_stability <- function(range, n, fit_subset, fit_all, seed, n.subsets =
       mclust::adjustedRandIndex(a[both], b[both])
     }))
   }, 0)
-  best <- which.max(stability)
+  best <- max(which(stability == max(stability)))
   curve <- data.frame(k = range, stability = stability, chosen = seq_along(range) == best)
   list(labels = fit_all(range[best]), curve = curve)
 }

@@ -201,6 +201,22 @@ test_that("select = \"stability\" keeps the number of domains that subsets of th
                class = "sedr_error_input", regexp = "n.clusters")
 })
 
+test_that("select = \"stability\" keeps the finer of equally stable numbers", {
+  # Two far-apart pairs of round domains: two domains (the pairs) and four
+  # reproduce exactly on every subset; three and five do not.
+  set.seed(5)
+  g <- rep(1:4, each = 60)
+  centres <- cbind(c(0, 4, 100, 104), 0)
+  emb <- centres[g, ] + matrix(rnorm(480, sd = 0.4), 240)
+  rownames(emb) <- paste0("s", 1:240)
+  cl <- SEDRClusters(emb, n.clusters = 2:5, verbose = FALSE)
+  curve <- attr(cl, "sedr_clusters_selection")
+  expect_equal(curve$stability[curve$k %in% c(2, 4)], c(1, 1))
+  expect_true(all(curve$stability[curve$k %in% c(3, 5)] < 1))
+  expect_equal(curve$k[curve$chosen], 4L)
+  expect_equal(unname(SpatialClusterMetrics(g, cl)["ARI"]), 1)
+})
+
 test_that("the curve is stored in a Seurat object and SEDRClustersPlot draws it", {
   cl <- SEDRClusters(res, n.clusters = 3:6, verbose = FALSE)
   p <- SEDRClustersPlot(cl)
