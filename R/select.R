@@ -178,9 +178,9 @@ select_by_bic <- function(range, fit_one) {
 # and the largest G among equal scores: when a finer partition reproduces as
 # exactly as a coarser one (typically both perfectly, on well-separated
 # domains), its extra splits are supported too, and stability's known pull
-# towards few clusters should not decide. `fit_all(G)` then gives the labels of all
-# spots. `fit_subset(rows, G)` clusters the spots `rows`. The subsets are
-# drawn from `seed` (NULL: R's generator as it stands).
+# towards few clusters should not decide. `fit_all(G)` then gives the
+# labels of all spots. `fit_subset(rows, G)` clusters the spots `rows`. The
+# subsets are drawn from `seed` (NULL: R's generator as it stands).
 select_by_stability <- function(range, n, fit_subset, fit_all, seed, n.subsets = 3L, fraction = 0.8) {
   subsets <- .with_seed(seed, lapply(seq_len(n.subsets), function(b) sort(sample.int(n, floor(fraction * n)))))
   pairs <- utils::combn(n.subsets, 2)
