@@ -282,11 +282,11 @@ SEDRClusters <- function(object, n.clusters, method = c("mclust", "leiden", "lou
     mclust = if (length(n.clusters) == 1) {
       cluster_mclust(emb, n.clusters, seed.use, mclust.init.size, verbose, init = init)
     } else {
-      hc_cache <- new.env()
+      cache <- new.env()
       fit_rows <- function(rows, G) {
         cluster_mclust(emb[rows, , drop = FALSE], G, seed.use, mclust.init.size, FALSE,
                        init = if (!is.null(init)) function(r) init(if (is.null(r)) rows else rows[r]),
-                       hc_cache = hc_cache)
+                       cache = cache)
       }
       all_rows <- seq_len(nrow(emb))
       sel <- if (select == "bic") select_by_bic(n.clusters, function(G) fit_rows(all_rows, G))
@@ -401,7 +401,7 @@ check_graph <- function(graph, n, arg, rows = NULL) {
 # (no steadier, slower), and averaging the label-aligned posteriors of five
 # starts (no steadier, 2.8 s). With the smoothed start, 200 or 400 k-means
 # groups and the best of three starts gave the same spread; 50 groups a wider.
-cluster_mclust <- function(emb, G, seed, init.size, verbose, init = NULL, max.fit = 50000L, hc_cache = NULL) {
+cluster_mclust <- function(emb, G, seed, init.size, verbose, init = NULL, max.fit = 50000L, cache = NULL) {
   x <- emb
   storage.mode(x) <- "double"
   fit_on <- NULL
@@ -409,7 +409,7 @@ cluster_mclust <- function(emb, G, seed, init.size, verbose, init = NULL, max.fi
     if (nrow(x) > max.fit) fit_on <- sort(sample.int(nrow(x), max.fit))
     attempt <- function(data, init, model) {
       if (!is.null(fit_on)) data <- data[fit_on, , drop = FALSE]
-      mclust_fit(data, G, model, init.size, init = if (!is.null(init)) init(fit_on), hc_cache = hc_cache)
+      mclust_fit(data, G, model, init.size, init = if (!is.null(init)) init(fit_on), cache = cache)
     }
     used <- "mclust EEE"
     data <- x
@@ -491,22 +491,23 @@ predict_mixture <- function(data, fit, block = 65536L) {
 #   what it starts from: from single spots it took 2.6-3.2 s of every
 #   SEDRClusters() call on the 1,600-spot demo tissue); below that from
 #   single spots.
-# Uses the caller's RNG stream (k-means centres, the subset).
+# Uses the caller's RNG stream (k-means centres, the subset). Neither the
+# k-means partition nor the tree depends on G: when several G are fitted on
+# the same rows from the same seed (select_by_bic, select_by_stability),
+# `cache` (an environment, or NULL) holds them so that they are built once.
 # mclust's hc(), me(), mstep() and estep() evaluate a call to their
 # model-specific worker (hcVVV, meVVI, ...) in the caller's frame, so the
 # package namespace must see those workers: they are imported.
 #' @importFrom mclust hcVII hcVVV meVVI mstepEEE mstepVVI estepEEE estepVVI
 #' @noRd
 mclust_fit <- function(data, G, model, init.size = NULL, groups = max(100L, 10L * G), init = NULL,
-                       hc_cache = NULL) {
+                       cache = NULL) {
   n <- nrow(data)
   if (is.null(init)) init <- data
   hc_labels <- function(xs, partition = NULL) {
-    # The tree does not depend on G: when several G are fitted from the same
-    # seed (select_by_bic), the same data and partition give the same tree,
-    # so it is built once (`hc_cache`, an environment).
+    # The same data and partition give the same tree, whatever G.
     key <- paste(c(dim(xs), length(unique(partition)), sum(xs[seq_len(min(50L, nrow(xs))), ])), collapse = "/")
-    h <- if (!is.null(hc_cache)) hc_cache[[key]]
+    h <- if (!is.null(cache)) cache[[key]]
     if (is.null(h)) {
       # hc's VVV merge cost is VII's, l log((trace + alpha) / l), with the
       # within-group determinant added inside the log. On the SVD-scaled
@@ -518,7 +519,7 @@ mclust_fit <- function(data, G, model, init.size = NULL, groups = max(100L, 10L 
       model <- if (ncol(xs) >= 12L) "VII" else "VVV"
       h <- if (is.null(partition)) mclust::hc(xs, modelName = model, use = "SVD")
            else mclust::hc(xs, modelName = model, use = "SVD", partition = partition)
-      if (!is.null(hc_cache)) hc_cache[[key]] <- h
+      if (!is.null(cache)) cache[[key]] <- h
     }
     mclust::hclass(h, G)[, 1]
   }
@@ -530,9 +531,7 @@ mclust_fit <- function(data, G, model, init.size = NULL, groups = max(100L, 10L 
     } else {
       # k-means fails with fewer distinct spots than groups; hc's own start
       # (identical spots grouped) is then small enough anyway.
-      partition <- if (n > 4L * groups) {
-        tryCatch(stats::kmeans(init, centers = groups, iter.max = 30)$cluster, error = function(e) NULL)
-      }
+      partition <- if (n > 4L * groups) kmeans_partition(init, groups, cache)
       z <- mclust::unmap(hc_labels(init, partition))
     }
     if (anyNA(z)) NULL
@@ -541,6 +540,28 @@ mclust_fit <- function(data, G, model, init.size = NULL, groups = max(100L, 10L 
   }), error = function(e) NULL)
   if (is.null(fit) || !is.finite(fit$loglik) || anyNA(fit$z)) return(NULL)
   fit
+}
+
+# The seeded k-means partition of `x` into `groups` groups that mclust_fit's
+# hc merges up from (NULL where k-means fails). With `cache`, a partition
+# drawn before from the same data and the same RNG state is reused, and the
+# RNG state that drawing it left is restored: the partition and everything
+# drawn after it are what drawing it again would give.
+kmeans_partition <- function(x, groups, cache = NULL) {
+  rng_state <- function() if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) get(".Random.seed", envir = globalenv())
+  key <- NULL
+  if (!is.null(cache)) {
+    state <- rng_state()
+    key <- paste("kmeans", nrow(x), ncol(x), groups, sum(x), sum(as.numeric(state) * seq_along(state)), sep = "/")
+    hit <- cache[[key]]
+    if (!is.null(hit)) {
+      if (!is.null(hit$state)) assign(".Random.seed", hit$state, envir = globalenv())
+      return(hit$partition)
+    }
+  }
+  partition <- tryCatch(stats::kmeans(x, centers = groups, iter.max = 30)$cluster, error = function(e) NULL)
+  if (!is.null(key)) cache[[key]] <- list(partition = partition, state = rng_state())
+  partition
 }
 
 cluster_graph <- function(emb, G, method, seed, verbose) {

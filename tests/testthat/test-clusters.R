@@ -328,3 +328,35 @@ test_that("mclust's start merges by VII from 12 dimensions on, where its tree is
     expect_identical(rec$used, if (p >= 12L) "VII" else "VVV", info = paste(p, "dimensions"))
   }
 })
+
+test_that("fits of several numbers share one k-means partition and tree, with the results of separate fits", {
+  set.seed(2)
+  centers <- matrix(rnorm(6 * 16, sd = 3), 6)
+  emb <- centers[rep(1:6, each = 100), ] + matrix(rnorm(600 * 16), 600)
+  ns <- asNamespace("SEDR")
+  calls <- new.env()
+  calls$n <- 0L
+  suppressMessages(trace("kmeans", tracer = bquote(assign("n", get("n", envir = .(calls)) + 1L, envir = .(calls))),
+                         where = asNamespace("stats"), print = FALSE))
+  on.exit(suppressMessages(untrace("kmeans", where = asNamespace("stats"))), add = TRUE)
+  # 600 spots > 4 x 100 groups: the start merges up from a k-means partition,
+  # the same one (100 groups) for every G up to 10.
+  cache <- new.env()
+  shared <- lapply(4:6, function(G) ns$cluster_mclust(emb, G, 11, NULL, FALSE, cache = cache))
+  expect_identical(calls$n, 1L)
+  expect_length(grep("^kmeans/", ls(cache)), 1)
+  calls$n <- 0L
+  separate <- lapply(4:6, function(G) ns$cluster_mclust(emb, G, 11, NULL, FALSE))
+  expect_identical(calls$n, 3L)
+  expect_identical(shared, separate)
+  # A reused partition leaves R's generator where drawing it would have.
+  fresh <- new.env()
+  draw <- function(cache) {
+    set.seed(3)
+    p <- ns$kmeans_partition(emb, 100L, cache)
+    list(p, stats::runif(2))
+  }
+  first <- draw(fresh)
+  expect_identical(draw(fresh), first)
+  expect_identical(draw(NULL), first)
+})
