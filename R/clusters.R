@@ -548,10 +548,9 @@ mclust_fit <- function(data, G, model, init.size = NULL, groups = max(100L, 10L 
 # RNG state that drawing it left is restored: the partition and everything
 # drawn after it are what drawing it again would give.
 kmeans_partition <- function(x, groups, cache = NULL) {
-  rng_state <- function() if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) get(".Random.seed", envir = globalenv())
   key <- NULL
   if (!is.null(cache)) {
-    state <- rng_state()
+    state <- .rng_state()
     key <- paste("kmeans", nrow(x), ncol(x), groups, sum(x), sum(as.numeric(state) * seq_along(state)), sep = "/")
     hit <- cache[[key]]
     if (!is.null(hit)) {
@@ -560,7 +559,7 @@ kmeans_partition <- function(x, groups, cache = NULL) {
     }
   }
   partition <- tryCatch(stats::kmeans(x, centers = groups, iter.max = 30)$cluster, error = function(e) NULL)
-  if (!is.null(key)) cache[[key]] <- list(partition = partition, state = rng_state())
+  if (!is.null(key)) cache[[key]] <- list(partition = partition, state = .rng_state())
   partition
 }
 

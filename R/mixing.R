@@ -115,7 +115,7 @@ correct_sections <- function(x, group_int, graph, k = 20L, dims = 30L, sigma = 0
 # order (R's generator is restored afterwards).
 soft_correct <- function(z, group_int, seed, n.clusters = NULL, theta = 2, sigma = 0.1, lambda = 1,
                          rounds = 10L, kmeans.iter = 20L, block = 0.05, tol.cluster = 1e-5, tol = 1e-4) {
-  old <- if (exists(".Random.seed", globalenv())) get(".Random.seed", globalenv())
+  old <- .rng_state()
   on.exit(if (is.null(old)) rm(".Random.seed", envir = globalenv()) else assign(".Random.seed", old, globalenv()))
   set.seed(seed)
   n <- nrow(z)

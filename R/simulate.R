@@ -208,14 +208,19 @@ SimulationToSeurat <- function(sim) {
 
 # ---- internal helpers shared by the R side of the package -----------------
 
+# R's RNG state (`.Random.seed`), or NULL before the generator is first used.
+.rng_state <- function() {
+  if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) get(".Random.seed", envir = globalenv())
+}
+
 # Evaluate `expr` with the RNG seeded by `seed`, then put the caller's RNG
 # state back (including "no seed yet"), so that package functions are
 # reproducible without changing the user's random stream.
 .with_seed <- function(seed, expr) {
   if (is.null(seed)) return(expr)  # NULL: use the generator as it stands
   env <- globalenv()
-  had_seed <- exists(".Random.seed", envir = env, inherits = FALSE)
-  old_seed <- if (had_seed) get(".Random.seed", envir = env, inherits = FALSE)
+  old_seed <- .rng_state()
+  had_seed <- !is.null(old_seed)
   old_kind <- RNGkind()
   on.exit({
     # RNGkind() re-seeds, so it must come before the seed is put back;
