@@ -505,8 +505,10 @@ mclust_fit <- function(data, G, model, init.size = NULL, groups = max(100L, 10L 
   n <- nrow(data)
   if (is.null(init)) init <- data
   hc_labels <- function(xs, partition = NULL) {
-    # The same data and partition give the same tree, whatever G.
-    key <- paste(c(dim(xs), length(unique(partition)), sum(xs[seq_len(min(50L, nrow(xs))), ])), collapse = "/")
+    # The same data and partition give the same tree, whatever G; the key
+    # names the partition itself, not only its number of groups.
+    part_sum <- if (is.null(partition)) 0 else sum(as.numeric(partition) * seq_along(partition))
+    key <- paste(c(dim(xs), part_sum, sum(xs[seq_len(min(50L, nrow(xs))), ])), collapse = "/")
     h <- if (!is.null(cache)) cache[[key]]
     if (is.null(h)) {
       # hc's VVV merge cost is VII's, l log((trace + alpha) / l), with the
