@@ -48,7 +48,7 @@
 #' spot's embedding, in the object's spot order. Its `misc` (Seurat) or
 #' `metadata(x)$SEDR` (SCE) holds `split.by`; `sections`, one list per
 #' finished section with its `params` (its seed in `params$seed.use`),
-#' `losses`, `dec.q`, `features`, `timings`, `spots`, and `elapsed` and
+#' `losses`, `dec.q`, `features`, `moran` (with `moran.z`), `timings`, `spots`, and `elapsed` and
 #' `cpu`, the wall and CPU seconds it took in its worker; `failed`, the error
 #' message of each failed section; `losses`, all sections' loss histories
 #' with a `section` column; `graph`, the block-diagonal spatial graph over
@@ -111,7 +111,7 @@ SEDRCohortSeeds <- function(seed.use, sections) {
 # The RunSEDR() arguments every section's worker receives, as the methods
 # name them.
 cohort_arg_names <- c("features", "k.neighbors", "mode", "epochs", "dec", "device", "n.threads",
-                      "n.hvg", "npcs", "min.spots", "min.counts", "normalize", "options")
+                      "n.hvg", "npcs", "min.spots", "min.counts", "normalize", "moran.z", "options")
 
 # 32-bit FNV-1a hash of a string's UTF-8 bytes, as a double in [0, 2^32).
 # Exact in double precision: the product with the FNV prime 2^24 + 403 is
@@ -177,6 +177,7 @@ check_cohort_args <- function(args, group.by, seed.use) {
   check_count(args$k.neighbors, "k.neighbors", min = 1)
   check_device(args$device)
   match_choice(args$normalize, c("cpm", "log"), "normalize")
+  check_moran_z(args$moran.z)
   invisible(TRUE)
 }
 
@@ -333,7 +334,7 @@ cohort_section <- function(task, args) {
     fit <- .with_seed(task$seed, do.call(run_sedr, c(
       list(counts = task$counts, input = task$input, coords = task$coords, group = NULL,
            seed.use = task$seed), args)))
-    list(ok = TRUE, result = fit[c("embedding", "dec.q", "losses", "graph", "features", "params",
+    list(ok = TRUE, result = fit[c("embedding", "dec.q", "losses", "graph", "features", "moran", "params",
                                    "timings", "device")])
   }, error = function(e) {
     list(ok = FALSE, message = conditionMessage(e), class = class(e))
@@ -366,7 +367,7 @@ assemble_cohort <- function(co, split.by, key) {
     g <- methods::as(r$graph, "TsparseMatrix")
     gi <- c(gi, idx[g@i + 1L])
     gj <- c(gj, idx[g@j + 1L])
-    sections[[s]] <- c(r[c("params", "losses", "dec.q", "features", "timings", "device")],
+    sections[[s]] <- c(r[c("params", "losses", "dec.q", "features", "moran", "timings", "device")],
                        list(spots = spots[idx], elapsed = co$results[[s]]$elapsed,
                             cpu = co$results[[s]]$cpu))
     losses[[s]] <- cbind(section = s, r$losses)

@@ -287,7 +287,8 @@
 # selected genes (`norm`, genes x spots) with their `center`, `scale` and
 # `constant` flags instead of `scaled`, for sedr_pca_sparse().
 .preprocess_counts <- function(counts, n.hvg = 2000, min.spots = 50,
-                               min.counts = 10, dense = TRUE, normalize = "cpm") {
+                               min.counts = 10, dense = TRUE, normalize = "cpm",
+                               moran = NULL, n.threads = 1L) {
   n.hvg <- .check_whole(n.hvg, "n.hvg", min = 1)
   min.spots <- .check_whole(min.spots, "min.spots", min = 0)
   .check_number(min.counts, "min.counts")
@@ -305,12 +306,18 @@
     features <- rownames(filtered)[rownames(filtered) %in% hvg]
     filtered <- filtered[features, , drop = FALSE]
   }
+  spatial <- NULL
+  if (!is.null(moran)) {
+    spatial <- .moran_filter(filtered, seq_len(nrow(filtered)), totals, normalize, moran, n.threads)
+    features <- features[spatial$kept]
+    filtered <- filtered[spatial$kept, , drop = FALSE]
+  }
   norm <- .normalize_counts(filtered, totals = totals, how = normalize)
   rm(filtered)
   if (!dense) {
     mom <- .gene_moments(norm)
     return(list(norm = norm, features = features, center = mom$center,
-                scale = mom$scale, constant = mom$constant))
+                scale = mom$scale, constant = mom$constant, moran = spatial))
   }
   scaled <- .scale_rows(norm)
   center <- attr(scaled, "center")
@@ -336,7 +343,7 @@
 .preprocess_native <- function(counts, n.hvg = 2000, min.spots = 50,
                                min.counts = 10, npcs = 200, seed = 1L,
                                n.threads = 1L, device = "cpu", normalize = "cpm",
-                               as.input = FALSE) {
+                               as.input = FALSE, moran = NULL) {
   n.hvg <- .check_whole(n.hvg, "n.hvg", min = 1)
   min.spots <- .check_whole(min.spots, "min.spots", min = 0)
   .check_number(min.counts, "min.counts")
@@ -367,6 +374,11 @@
                      st$stored[keep], clipped, n = n.hvg)
     sel <- keep[attr(hvg, "table")$rank <= n.hvg]
   }
+  spatial <- NULL
+  if (!is.null(moran)) {
+    spatial <- .moran_filter(counts, sel, st$totals, normalize, moran, threads)
+    sel <- sel[spatial$kept]
+  }
   features <- rownames(counts)[sel]
   npcs <- min(npcs, n - 1L, length(sel))
   res <- unwrap_rust(.Call(wrap__sedr_recipe_pca, counts@p, counts@i,
@@ -380,7 +392,40 @@
        scale = stats::setNames(res$scale, features),
        constant = stats::setNames(res$constant, features),
        pcs = pca_result(res, n, length(sel), npcs, colnames(counts), features),
-       input = input, input.dims = if (!is.null(input)) as.integer(npcs))
+       input = input, input.dims = if (!is.null(input)) as.integer(npcs), moran = spatial)
+}
+
+# The recipe's spatial gene filter. Moran's I of each selected gene of
+# `counts` (`sel`, row indices; normalised by the library sizes `totals` as
+# the PCA reads them) on the spatial graph `moran$graph`, and its z-score
+# under the normality assumption (Cliff & Ord), from the Rust core. A gene
+# whose neighbouring spots are no more alike than random spots is noise at
+# this resolution; the PCA of all variable genes spends components on it.
+# Keeps the genes with z >= `moran$z`, and at least the 10 (or all, if
+# fewer) with the highest z. Returns a data frame of the selected genes:
+# gene, moran.i, moran.z, kept.
+.moran_filter <- function(counts, sel, totals, normalize, moran, n.threads = 1L) {
+  graph <- moran$graph
+  if (!identical(ncol(graph), ncol(counts))) {
+    sedr_abort("must have one node per spot of the counts.", arg = "graph")
+  }
+  m <- unwrap_rust(.Call(wrap__sedr_recipe_moran, counts@p, counts@i, counts@x, nrow(counts),
+                         as.integer(sel - 1L), as.double(totals), normalize, graph@p, graph@i,
+                         as.integer(n.threads)))
+  floor <- min(10L, length(sel))
+  kept <- m$z >= moran$z | rank(-m$z, ties.method = "first") <= floor
+  data.frame(gene = rownames(counts)[sel], moran.i = m$i, moran.z = m$z, kept = kept,
+             stringsAsFactors = FALSE)
+}
+
+# `moran.z`: NULL (no spatial gene filter) or one number, a z-score.
+check_moran_z <- function(moran.z) {
+  if (is.null(moran.z)) return(invisible(NULL))
+  if (!is.numeric(moran.z) || length(moran.z) != 1 || is.na(moran.z)) {
+    sedr_abort("must be one number (a z-score of Moran's I; 2 keeps the genes with a clear spatial pattern) or NULL (keep every variable gene).",
+               arg = "moran.z")
+  }
+  invisible(NULL)
 }
 
 # TRUE unless options(SEDR.recipe = "r") selects the R reference recipe.

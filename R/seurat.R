@@ -128,7 +128,7 @@ RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NU
                            mode = c("clustering", "imputation"), epochs = NULL, dec = NULL,
                            device = "auto", n.threads = 1, seed.use = 42,
                            reduction.name = "sedr", reduction.key = "SEDR_", assay.name = "SEDR",
-                           n.hvg = 2000, npcs = 200, min.spots = 50, min.counts = 10, normalize = "cpm",
+                           n.hvg = 2000, npcs = 200, min.spots = 50, min.counts = 10, normalize = "cpm", moran.z = NULL,
                            options = SEDROptions(), verbose = TRUE, split.by = NULL, BPPARAM = NULL,
                            on.error = c("error", "warning"), ...) {
   check_dots(...)
@@ -169,12 +169,12 @@ RunSEDR.Seurat <- function(object, assay = NULL, features = NULL, reduction = NU
   res <- run_sedr(counts = counts, input = input, coords = xy, group = group, features = features,
                   k.neighbors = k.neighbors, mode = mode, epochs = epochs, dec = dec, device = device,
                   n.threads = n.threads, seed.use = seed.use, n.hvg = n.hvg, npcs = npcs,
-                  min.spots = min.spots, min.counts = min.counts, normalize = normalize, options = options,
+                  min.spots = min.spots, min.counts = min.counts, normalize = normalize, moran.z = moran.z, options = options,
                   verbose = verbose, integrate = integrate)
   # Everything is computed; only now is the object modified.
   emb <- res$embedding
   colnames(emb) <- paste0(reduction.key, seq_len(ncol(emb)))
-  misc <- list(params = res$params, losses = res$losses, dec.q = res$dec.q, features = res$features,
+  misc <- list(params = res$params, losses = res$losses, dec.q = res$dec.q, features = res$features, moran = res$moran,
                timings = res$timings, versions = res$versions, group.by = group.by,
                graph = res$graph, coords = res$coords, sections = res$sections)
   object[[reduction.name]] <- SeuratObject::CreateDimReducObject(
@@ -228,7 +228,7 @@ RunSEDR.SingleCellExperiment <- function(object, assay.type = "counts", features
                                          mode = c("clustering", "imputation"), epochs = NULL,
                                          dec = NULL, device = "auto", n.threads = 1, seed.use = 42,
                                          name = "SEDR", n.hvg = 2000, npcs = 200, min.spots = 50,
-                                         min.counts = 10, normalize = "cpm", options = SEDROptions(), verbose = TRUE,
+                                         min.counts = 10, normalize = "cpm", moran.z = NULL, options = SEDROptions(), verbose = TRUE,
                                          split.by = NULL, BPPARAM = NULL, on.error = c("error", "warning"), ...) {
   check_dots(...)
   mode <- match_choice(mode, c("clustering", "imputation"), "mode")
@@ -287,11 +287,11 @@ RunSEDR.SingleCellExperiment <- function(object, assay.type = "counts", features
   res <- run_sedr(counts = counts, input = input, coords = xy, group = group, features = features,
                   k.neighbors = k.neighbors, mode = mode, epochs = epochs, dec = dec, device = device,
                   n.threads = n.threads, seed.use = seed.use, n.hvg = n.hvg, npcs = npcs,
-                  min.spots = min.spots, min.counts = min.counts, normalize = normalize, options = options,
+                  min.spots = min.spots, min.counts = min.counts, normalize = normalize, moran.z = moran.z, options = options,
                   verbose = verbose, integrate = integrate)
   SingleCellExperiment::reducedDim(object, name) <- res$embedding
   md <- S4Vectors_metadata(object)
-  md$SEDR <- res[c("params", "losses", "dec.q", "features", "timings", "versions", "denoised", "graph", "coords", "sections")]
+  md$SEDR <- res[c("params", "losses", "dec.q", "features", "moran", "timings", "versions", "denoised", "graph", "coords", "sections")]
   S4Vectors_metadata(object) <- md
   object
 }

@@ -310,6 +310,23 @@ fn sedr_recipe_pca(p: &[i32], i: &[i32], x: &[f64], g: i32, selected: &[i32], to
     })
 }
 
+/// Moran's I and its z-score of the selected genes of a counts matrix
+/// (genes x spots slots; `selected` 0-based), normalised as the recipe does,
+/// on the spatial graph's adjacency slots.
+/// @noRd
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn sedr_recipe_moran(p: &[i32], i: &[i32], x: &[f64], g: i32, selected: &[i32], totals: &[f64], normalize: &str, adj_p: &[i32], adj_i: &[i32], threads: i32) -> Robj {
+    guarded(|| {
+        let how = crate::recipe::Normalize::parse(normalize)?;
+        let csr = counts_view(p, i, x, g)?;
+        let sel = to_usize(selected, "features")?;
+        let graph = SpatialGraph::from_slots(csr.n, adj_p, adj_i)?;
+        let m = crate::recipe::recipe_moran(&csr, &sel, totals, how, &graph, threads.max(1) as usize)?;
+        Ok(list!(i = m.i, z = m.z).into())
+    })
+}
+
 fn params_from_list(mode: &str, opts: List) -> Result<Params> {
     let mut p = Params::for_mode(Mode::parse(mode)?);
     for (name, v) in opts.iter() {
@@ -504,6 +521,7 @@ extendr_module! {
     fn sedr_recipe_stats;
     fn sedr_recipe_clipped;
     fn sedr_recipe_pca;
+    fn sedr_recipe_moran;
     fn sedr_trainer_input;
     fn sedr_trainer_new;
     fn sedr_trainer_step;

@@ -7,6 +7,7 @@
 //! * [`metrics`]: the adjusted Rand index, for tests and `sedr-bench`.
 //! * [`mixture`]: EM for mclust's EEE Gaussian mixture (the domains).
 //! * [`recipe`]: the preprocessing recipe's sparse passes (filter, VST, CPM, moments).
+//! * [`moran`]: Moran's I of genes on the spatial graph (the recipe's spatial gene filter).
 //! * [`refine`]: spatial label refinement (a majority vote of neighbours).
 //! * `ffi` (feature `r`): the extendr glue, the only code that knows about R.
 
@@ -21,6 +22,7 @@ pub mod loss;
 pub mod metrics;
 pub mod mixture;
 pub mod model;
+pub mod moran;
 pub mod negatives;
 pub mod params;
 pub mod pca;

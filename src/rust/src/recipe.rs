@@ -14,6 +14,8 @@
 
 use crate::device::with_pool;
 use crate::error::{Result, SedrError};
+use crate::graph::SpatialGraph;
+use crate::moran::{moran, Moran};
 use crate::pca::{pca_rows, Csr, Method, Pca, RowBuf, Rows, Scores};
 use rayon::prelude::*;
 use tch::Device;
@@ -322,6 +324,14 @@ pub fn recipe_pca(
     let scale: Vec<f64> = moments.scale.iter().zip(&moments.constant).map(|(&s, &c)| if c { 0.0 } else { s }).collect();
     let pca = pca_rows(&norm, &moments.center, &scale, k, seed, threads, device, device != Device::Cpu, method, out)?;
     Ok(RecipePca { moments, pca })
+}
+
+/// Moran's I of the `selected` genes normalised by `how` ([`NormRows`], as
+/// the PCA reads them) on the spatial graph, for the recipe's spatial gene
+/// filter.
+pub fn recipe_moran(x: &Csr, selected: &[usize], totals: &[f64], how: Normalize, graph: &SpatialGraph, threads: usize) -> Result<Moran> {
+    let norm = NormRows::new(x, selected, totals, how)?;
+    with_pool(threads.max(1), || moran(&norm, graph))?
 }
 
 #[cfg(test)]
