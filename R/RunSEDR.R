@@ -343,6 +343,9 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
                  options = options, dec = dec, input = if (direct_input) "float32" else "doubles")
   }
 
+  # The counts are checked before anything is built from them or the coordinates.
+  if (is.null(input)) check_counts_values(counts)
+
   # 1. Graph. It comes first: the recipe's spatial gene filter (`moran.z`)
   # scores the variable genes on it.
   t0 <- tic()
@@ -360,7 +363,6 @@ run_sedr <- function(counts, input, coords, group, features, k.neighbors, mode, 
   prep <- NULL
   x <- x_handle <- NULL
   if (is.null(input)) {
-    check_counts_values(counts)
     all_genes <- rownames(counts)
     if (!is.null(group_int) && max(group_int) > 0) {
       counts <- shared_genes(counts, group_int, levels(factor(group)))
