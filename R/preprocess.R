@@ -405,10 +405,8 @@
 # fewer) with the highest z. Returns a data frame of the selected genes:
 # gene, moran.i, moran.z, kept.
 .moran_filter <- function(counts, sel, totals, normalize, moran, n.threads = 1L) {
+  # The Rust core refuses a graph of other spots (`graph`).
   graph <- moran$graph
-  if (!identical(ncol(graph), ncol(counts))) {
-    sedr_abort("must have one node per spot of the counts.", arg = "graph")
-  }
   m <- unwrap_rust(.Call(wrap__sedr_recipe_moran, counts@p, counts@i, counts@x, nrow(counts),
                          as.integer(sel - 1L), as.double(totals), normalize, graph@p, graph@i,
                          as.integer(n.threads)))
