@@ -1,5 +1,6 @@
 # The default evaluation (bench/domains.R) with another preprocessing before
-# the PCA (bench/README.md, "Clipping, a Potts prior and the library size").
+# the PCA (bench/README.md, "Clipping, Pearson residuals, a Potts prior and
+# the library size").
 # A prototype outside the package: it hooks the R recipe (options(SEDR.recipe
 # = "r")), keeping its gene filter and variable genes.
 #
@@ -12,7 +13,8 @@
 #   RECIPE=pearson  analytic Pearson residuals of the variable genes' counts
 #                   (Lause, Berens & Kobak 2021: mu = library size x the gene's
 #                   share of all counts, theta = 100, clipped at sqrt(spots)),
-#                   centred, unscaled, through the package's dense PCA.
+#                   centred, unscaled, through the package's dense PCA (its
+#                   randomized SVD seeded with 1 in every run).
 #
 #   RECIPE=clip SEDR_CACHE=/tmp/clip SEDR_TAG=clip10 SEDR_SEEDS=2023:2032 Rscript bench/recipe-variants.R
 source(file.path("bench", "domains.R"))
