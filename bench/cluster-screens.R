@@ -61,7 +61,7 @@ for (s in selected_datasets()) {
     if (Sys.getenv("DETECTED", "0") == "1") depth <- cbind(depth, log1p(Matrix::colSums(d$counts > 0)))
   }
   for (seed in seeds) {
-    tr <- readRDS(cache_file(cache_dir, s, seed, key))
+    tr <- c(readRDS(cache_file(cache_dir, s, seed, key)), cached = TRUE)
     res <- cached_result(tr, d)
     t1 <- proc.time()[["elapsed"]]
     if (screen == "potts") {
@@ -78,12 +78,9 @@ for (s in selected_datasets()) {
       lab <- SEDRClusters(res, n.clusters = s$G, seed.use = seed, verbose = FALSE)
     }
     t_cl <- proc.time()[["elapsed"]] - t1
-    m <- SpatialClusterMetrics(truth, lab)
-    rows[[length(rows) + 1]] <- data.frame(dataset = s$name, seed = seed, k = s$k, G = s$G, k_picked = nlevels(lab),
-                                           ARI = m[["ARI"]], NMI = m[["NMI"]], preprocess = tr$preprocess,
-                                           train = tr$train, cluster = t_cl, total = tr$run_total + t_cl,
-                                           cached = TRUE, tag = screen)
-    cat(sprintf("%s %d ARI %.3f\n", s$name, seed, m[["ARI"]]))
+    r <- run_row(s, seed, s$k, lab, truth, tr, t_cl, screen)
+    rows[[length(rows) + 1]] <- r
+    cat(sprintf("%s %d ARI %.3f\n", s$name, seed, r$ARI))
   }
 }
 tab <- do.call(rbind, rows)

@@ -220,6 +220,15 @@ cached_training <- function(d, s, seed, k, run_args, opts, threads, n_runs, cach
   c(out, cached = FALSE)
 }
 
+# One run's row of the CSV that --compare reads: dataset `s` trained as `tr`
+# (cached_training()), clustered into `labels` in `t_cl` seconds.
+run_row <- function(s, seed, k, labels, truth, tr, t_cl, tag) {
+  m <- SpatialClusterMetrics(truth, labels)
+  data.frame(dataset = s$name, seed = seed, k = k, G = s$G, k_picked = nlevels(labels),
+             ARI = m[["ARI"]], NMI = m[["NMI"]], preprocess = tr$preprocess, train = tr$train,
+             cluster = t_cl, total = tr$run_total + t_cl, cached = tr$cached, tag = tag)
+}
+
 # ---- summaries ---------------------------------------------------------------
 summarise_runs <- function(tab, selection = FALSE) {
   cat("\n| dataset | seeds | median ARI | SD ARI | min ARI | median NMI | SD NMI | min NMI | median s per run |",
@@ -311,12 +320,9 @@ main <- function() {
       t1 <- proc.time()[["elapsed"]]
       cl <- do.call(SEDRClusters, c(list(res, n.clusters = n_cl, seed.use = seed, verbose = FALSE), cl_args))
       t_cl <- proc.time()[["elapsed"]] - t1
-      m <- SpatialClusterMetrics(truth, cl)
       curve <- attr(cl, "sedr_clusters_selection")
       if (!is.null(curve)) curves[[length(curves) + 1]] <- cbind(dataset = s$name, seed = seed, G = s$G, curve)
-      r <- data.frame(dataset = s$name, seed = seed, k = k, G = s$G, k_picked = nlevels(cl),
-                      ARI = m[["ARI"]], NMI = m[["NMI"]], preprocess = tr$preprocess, train = tr$train,
-                      cluster = t_cl, total = tr$run_total + t_cl, cached = tr$cached, tag = tag)
+      r <- run_row(s, seed, k, cl, truth, tr, t_cl, tag)
       rows[[length(rows) + 1]] <- r
       cat(sprintf("| %s | %d | %d | %.3f | %.3f | %d | %.2f | %.2f | %.2f | %s |\n", r$dataset, r$seed, k, r$ARI, r$NMI,
                   r$k_picked, r$train, r$cluster, r$total, r$cached))
